@@ -1,5 +1,20 @@
-"""Kernel types (one module per family) and kernel benchmark suites."""
+"""Kernel types (one module per family) and kernel benchmark suites.
 
+Importing this package registers every kernel type of docs/kernels.md.
+"""
+
+from hwlat.kernels import (  # noqa: F401  (imported to register their kernel types)
+    attention,
+    concat,
+    conv,
+    elementwise,
+    linear,
+    mbconv,
+    norm,
+    pool,
+    se,
+    shuffle,
+)
 from hwlat.kernels.base import ACTIVATIONS, Kernel, KernelType, get, names, register
 
 __all__ = ["ACTIVATIONS", "Kernel", "KernelType", "get", "names", "register"]

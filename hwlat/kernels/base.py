@@ -81,6 +81,9 @@ class KernelType:
     #: torchscript and torch-runtime exporters.
     build_torch: Callable[[Mapping[str, ConfigValue]], Any] | None = None
     exporters: dict[str, Callable[[Mapping[str, ConfigValue]], Any]] = field(default_factory=dict)
+    #: constraints between fields (ranges, divisibility, allowed strings), run by ``validate``
+    #: on the normalised config; raises ValueError naming the offending field.
+    check: Callable[[Mapping[str, ConfigValue]], None] | None = None
 
     def validate(self, config: Mapping[str, ConfigValue]) -> dict[str, ConfigValue]:
         """Return a normalised copy of ``config``; raise ValueError naming a bad field."""
@@ -89,6 +92,8 @@ class KernelType:
             if name not in config:
                 raise ValueError(f"kernel {self.name!r}: missing config field {name!r}")
             v = config[name]
+            if typ is int and (isinstance(v, bool) or (isinstance(v, float) and not v.is_integer())):
+                raise ValueError(f"kernel {self.name!r}: field {name!r}={v!r} is not int")
             try:
                 out[name] = typ(v)
             except (TypeError, ValueError):
@@ -96,6 +101,8 @@ class KernelType:
         extra = set(config) - set(self.fields)
         if extra:
             raise ValueError(f"kernel {self.name!r}: unknown config field(s) {sorted(extra)}")
+        if self.check is not None:
+            self.check(out)
         return out
 
     def make(self, **config: ConfigValue) -> Kernel:

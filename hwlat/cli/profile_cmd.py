@@ -1,0 +1,162 @@
+"""`hwlat measure` and `hwlat profile`."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from hwlat.cli.common import console, err_console, fmt_ms, print_json
+from hwlat.cli.progress import profiling_progress, simple_progress
+from hwlat.devices import Device, get_device, load_devices
+from hwlat.errors import ConfigError, HwlatError
+from hwlat.profiling import Item, RunSummary, check_format, model_item, profile
+from hwlat.store import ProfileStore
+
+
+def _report(summary: RunSummary, json_out: bool) -> None:
+    if json_out:
+        return
+    console.print(f"[bold]{summary.device}[/]: measured {summary.measured}, already stored {summary.skipped}, "
+                  f"failed {len(summary.failed)} of {summary.planned} (run {summary.run_id})")
+    for name, reason in summary.failed[:20]:
+        err_console.print(f"  [red]failed[/] {name}: {reason}")
+    if len(summary.failed) > 20:
+        err_console.print(f"  … and {len(summary.failed) - 20} more")
+
+
+def run_profile(dev: Device, items: list[Item], force: bool, json_out: bool,
+                measure: Optional[dict] = None) -> RunSummary:
+    """Profile with a progress bar; raises when the run could not finish (rows are kept)."""
+    with profiling_progress(dev.name) as cb:
+        summary = profile(dev, items, force=force, progress=cb, measure=measure)
+    _report(summary, json_out)
+    return summary
+
+
+def measure_command(
+    model: Path = typer.Argument(..., help="Model file: .onnx (onnxruntime), .tflite (TFLite/TFLM), .pt2 (torch)."),
+    device: str = typer.Option("local", "--device", "-d", help="Device name (see `hwlat devices list`)."),
+    json_out: bool = typer.Option(False, "--json", help="JSON output for scripting."),
+    force: bool = typer.Option(False, "--force", help="Measure again even if already stored."),
+    max_time: float = typer.Option(2.0, help="Time cap per item in seconds."),
+) -> None:
+    """Measure one model on a device and store the result."""
+    dev = get_device(device)
+    check_format(model, dev.runtime, dev.name)
+    item = model_item(model)
+    summary = run_profile(dev, [item], force, json_out, measure={"max_time_s": max_time})
+    if summary.error:
+        raise HwlatError(summary.error)
+    if summary.failed:
+        raise HwlatError(f"{model.name} on {device!r}: {summary.failed[0][1]}")
+    df = ProfileStore(dev.name).models()
+    key = item.key(dev.runtime, str((summary.fingerprint or {}).get("runtime_version", "")), dev.runtime_options())
+    row = df[df["item_key"] == key].iloc[-1].to_dict()
+    out = {"device": dev.name, "model": str(model), "cached": summary.measured == 0,
+           **{k: row[k] for k in ("median_ms", "mean_ms", "std_ms", "min_ms", "p10_ms", "p90_ms", "ci_low_ms",
+                                  "ci_high_ms", "runs", "converged", "runtime", "runtime_version", "notes", "run_id")}}
+    out["runs"] = int(out["runs"])
+    out["converged"] = bool(out["converged"])
+    if json_out:
+        print_json(out)
+        return
+    t = Table("device", "model", "median ms", "p10–p90 ms", "runs", "converged", "notes")
+    t.add_row(dev.name, model.name, fmt_ms(out["median_ms"]), f"{fmt_ms(out['p10_ms'])}–{fmt_ms(out['p90_ms'])}",
+              str(out["runs"]), "yes" if out["converged"] else "no", out["notes"] or "")
+    console.print(t)
+
+
+def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space: Optional[str], samples: int,
+               zoo: bool, seed: int) -> list[Item]:
+    from hwlat.profiling.items import items_from_dir
+    from hwlat.profiling.sources import kernel_items, space_items, zoo_items
+
+    items: list[Item] = []
+    if models:
+        if not models.is_dir():
+            raise ConfigError(f"--models {models} is not a folder")
+        found = items_from_dir(models, dev.runtime)
+        if not found:
+            raise ConfigError(f"no model files for runtime {dev.runtime!r} in {models}")
+        for it in found:
+            check_format(it.file, dev.runtime, dev.name)
+        items += found
+    if suite:
+        if suite not in ("quick", "standard", "full"):
+            raise ConfigError(f"--suite {suite!r}: use quick, standard or full")
+        with simple_progress(f"exporting {suite} kernels") as tick:
+            items += kernel_items(suite, dev.runtime, seed=seed, tick=tick)
+    if space:
+        with simple_progress(f"exporting {space} subnets") as tick:
+            items += space_items(space, samples, dev.runtime, seed=seed, tick=tick)
+    if zoo:
+        with simple_progress("exporting zoo models") as tick:
+            items += zoo_items(dev.runtime, tick=tick)
+    return items
+
+
+def profile_command(
+    name: Optional[str] = typer.Argument(None, help="Device name; omit with --all."),
+    models: Optional[Path] = typer.Option(None, "--models", help="Folder of model files to measure."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="Kernel benchmark suite: quick, standard or full."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search space to sample subnets from, e.g. ofa_mbv3."),
+    samples: int = typer.Option(50, "--samples", help="Number of random subnets with --space."),
+    zoo: bool = typer.Option(False, "--zoo", help="Also measure the model zoo."),
+    all_devices: bool = typer.Option(False, "--all", help="Profile every device in devices.toml in parallel."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    force: bool = typer.Option(False, "--force", help="Measure again what is already stored."),
+    max_time: float = typer.Option(2.0, help="Time cap per item in seconds."),
+    json_out: bool = typer.Option(False, "--json", help="JSON summary for scripting."),
+) -> None:
+    """Profile a device: a folder of models, a kernel suite, subnets of a space and/or the zoo.
+
+    Resumable: rows already stored are skipped, so after Ctrl-C, a killed agent or a
+    dropped connection the same command continues where it stopped.
+    """
+    if not (models or suite or space or zoo):
+        raise ConfigError("nothing to profile: give --models DIR, --suite quick|standard|full, --space NAME or --zoo")
+    measure = {"max_time_s": max_time}
+    if all_devices:
+        devs = [d for d in load_devices().values() if not d.builtin]
+        if not devs:
+            raise ConfigError("--all: devices.toml defines no devices")
+        results: dict[str, dict] = {}
+
+        def one(dev: Device) -> dict:
+            try:
+                items = _items_for(dev, models, suite, space, samples, zoo, seed)
+                return profile(dev, items, force=force, measure=measure).to_dict()
+            except HwlatError as e:  # one device failing must not stop the others
+                return {"device": dev.name, "error": str(e), "measured": 0, "failed": []}
+
+        with ThreadPoolExecutor(max_workers=min(8, len(devs))) as ex:
+            for dev, res in zip(devs, ex.map(one, devs)):
+                results[dev.name] = res
+        if json_out:
+            print_json(list(results.values()))
+        else:
+            t = Table("device", "measured", "skipped", "failed", "error", title="fleet run")
+            for r in results.values():
+                t.add_row(r["device"], str(r.get("measured", 0)), str(r.get("skipped", 0)),
+                          str(len(r.get("failed", []))), r.get("error") or "")
+            console.print(t)
+        if any(r.get("error") or r.get("failed") for r in results.values()):
+            raise typer.Exit(1)
+        return
+    if not name:
+        raise ConfigError("give a device name, or --all")
+    dev = get_device(name)
+    items = _items_for(dev, models, suite, space, samples, zoo, seed)
+    summary = run_profile(dev, items, force, json_out, measure)
+    if json_out:
+        print_json(summary.to_dict())
+    if summary.error:
+        raise HwlatError(summary.error)
+    if summary.failed:
+        raise typer.Exit(1)
+
+

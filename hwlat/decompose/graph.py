@@ -1,0 +1,242 @@
+"""An ONNX graph prepared for pattern matching: loaded, validated, batch fixed to 1, shapes inferred,
+with producer/consumer maps and the set of *static* tensors (constants and shape arithmetic)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper, shape_inference
+
+from hwlat.errors import ModelFileError
+
+MAX_ELEMENTS = 2**31
+Shape = tuple[int, ...]
+
+
+def load_model(model: Any, input_shape: Sequence[int] | None = None) -> tuple[onnx.ModelProto, str]:
+    """Return ``(a private ModelProto copy, a short name for messages)`` for a path, bytes, ModelProto
+    or torch module (then ``input_shape`` is required and the module is exported)."""
+    if isinstance(model, onnx.ModelProto):
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        return m, model.graph.name or "model"
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return _parse(bytes(model), "model bytes"), "model bytes"
+    if isinstance(model, (str, Path)):
+        p = Path(model)
+        if not p.is_file():
+            raise ModelFileError(f"model file {str(p)!r} not found; give the path of an .onnx file")
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise ModelFileError(f"model file {str(p)!r} cannot be read ({e.strerror}); check its permissions") from None
+        return _parse(data, repr(str(p)), base_dir=p.parent), repr(p.name)
+    if _is_torch_module(model):
+        if input_shape is None:
+            raise ModelFileError(f"torch module {type(model).__name__}: input_shape is required (e.g. (1, 3, 224, 224))")
+        from hwlat.export.onnx_export import torch_to_onnx
+
+        return torch_to_onnx(model, input_shape), type(model).__name__
+    raise ModelFileError(f"cannot decompose a {type(model).__name__}; give an ONNX path, bytes, ModelProto or torch module")
+
+
+def _is_torch_module(obj: Any) -> bool:
+    try:
+        import torch.nn as nn
+    except ImportError:
+        return False
+    return isinstance(obj, nn.Module)
+
+
+def _parse(data: bytes, name: str, base_dir: Path | None = None) -> onnx.ModelProto:
+    if not data:
+        raise ModelFileError(f"{name} is empty; re-export the model")
+    m = onnx.ModelProto()
+    try:
+        m.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{name} is not a valid ONNX file (truncated or corrupt: {str(e).splitlines()[0]}); "
+                             "re-export it") from None
+    if not m.HasField("graph") or len(m.graph.node) == 0:
+        raise ModelFileError(f"{name} holds no ONNX graph (truncated or not an ONNX file); re-export it")
+    return m
+
+
+class Graph:
+    """Nodes in execution (file) order with the lookups the matchers need."""
+
+    def __init__(self, model: onnx.ModelProto, name: str = "model") -> None:
+        self.name = name
+        self.model = _prepare(model, name)
+        g = self.model.graph
+        self.nodes: list[onnx.NodeProto] = list(g.node)
+        self.inits: dict[str, onnx.TensorProto] = {t.name: t for t in g.initializer}
+        self.graph_inputs = [i.name for i in g.input if i.name not in self.inits]
+        self.graph_outputs = {o.name for o in g.output}
+        self.producer: dict[str, int] = {}
+        self.consumers: dict[str, list[int]] = {}
+        for i, n in enumerate(self.nodes):
+            for o in n.output:
+                if o:
+                    self.producer[o] = i
+            for t in dict.fromkeys(n.input):
+                if t:
+                    self.consumers.setdefault(t, []).append(i)
+        self.shapes: dict[str, Shape] = {}
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            s = _static_shape(vi.type)
+            if s is not None:
+                self.shapes[vi.name] = s
+        for t in g.initializer:
+            self.shapes[t.name] = tuple(int(d) for d in t.dims)
+        self._const_cache: dict[str, np.ndarray | None] = {}
+        self.static = self._static_tensors()
+        self._check_wiring()
+        self._check_sizes()
+
+    # ---- lookups -------------------------------------------------------------------------------
+    def shape(self, t: str) -> Shape | None:
+        return self.shapes.get(t)
+
+    def is_static(self, t: str) -> bool:
+        """Constant or computed only from constants / tensor shapes (folded before execution)."""
+        return t == "" or t in self.static
+
+    def const(self, t: str) -> np.ndarray | None:
+        """Value of an initializer or ``Constant`` output, else None."""
+        if t in self._const_cache:
+            return self._const_cache[t]
+        v: np.ndarray | None = None
+        try:
+            if t in self.inits:
+                v = numpy_helper.to_array(self.inits[t])
+            elif t in self.producer and self.nodes[self.producer[t]].op_type == "Constant":
+                n = self.nodes[self.producer[t]]
+                for a in n.attribute:
+                    if a.name == "value":
+                        v = numpy_helper.to_array(a.t)
+                    elif a.name in ("value_float", "value_int"):
+                        v = np.array(onnx.helper.get_attribute_value(a))
+                    elif a.name in ("value_floats", "value_ints"):
+                        v = np.array(onnx.helper.get_attribute_value(a))
+        except Exception:  # external data that is not there, exotic dtype: treat as unknown
+            v = None
+        self._const_cache[t] = v
+        return v
+
+    def scalar(self, t: str) -> float | None:
+        v = self.const(t)
+        if v is None or v.size != 1:
+            return None
+        return float(v.reshape(-1)[0])
+
+    def only_consumer(self, t: str) -> int | None:
+        """The one node reading ``t`` (``t`` not a graph output), else None."""
+        c = self.consumers.get(t, [])
+        if len(c) != 1 or t in self.graph_outputs:
+            return None
+        return c[0]
+
+    def consumer_set(self, t: str) -> set[int]:
+        return set(self.consumers.get(t, []))
+
+    def op(self, i: int) -> str:
+        return self.nodes[i].op_type
+
+    def dyn_inputs(self, i: int) -> list[str]:
+        """Inputs of node ``i`` that are activations (not static)."""
+        return [t for t in self.nodes[i].input if t and not self.is_static(t)]
+
+    def attr(self, i: int, name: str, default: Any = None) -> Any:
+        for a in self.nodes[i].attribute:
+            if a.name == name:
+                return onnx.helper.get_attribute_value(a)
+        return default
+
+    def node_name(self, i: int) -> str:
+        n = self.nodes[i]
+        return n.name or f"{n.op_type}_{i}"
+
+    # ---- construction helpers ------------------------------------------------------------------
+    def _static_tensors(self) -> set[str]:
+        static = set(self.inits)
+        for n in self.nodes:
+            outs = [o for o in n.output if o]
+            if n.op_type in ("Constant", "Shape", "Size", "ConstantOfShape") and n.domain in ("", "ai.onnx"):
+                # ConstantOfShape of a static shape is a constant too.
+                if n.op_type != "ConstantOfShape" or all(t in static for t in n.input if t):
+                    static.update(outs)
+                    continue
+            if n.input and all((t == "" or t in static) for t in n.input) and n.domain in ("", "ai.onnx"):
+                static.update(outs)
+        return static
+
+    def _check_wiring(self) -> None:
+        known = set(self.inits) | {i.name for i in self.model.graph.input}
+        for i, n in enumerate(self.nodes):
+            for t in n.input:
+                if t and t not in known:
+                    raise ModelFileError(f"{self.name}: node {self.node_name(i)!r} reads tensor {t!r} that nothing "
+                                         "produces before it (truncated or corrupt file); re-export the model")
+            known.update(o for o in n.output if o)
+        for o in self.graph_outputs:
+            if o not in known:
+                raise ModelFileError(f"{self.name}: graph output {o!r} is produced by no node (truncated or "
+                                     "corrupt file); re-export the model")
+
+    def _check_sizes(self) -> None:
+        for t, s in self.shapes.items():
+            n = 1
+            for d in s:
+                n *= max(int(d), 0)
+            if n > MAX_ELEMENTS:
+                raise ModelFileError(f"{self.name}: tensor {t!r} has shape {list(s)} ({n:.3g} elements > 2^31); "
+                                     "give a smaller input shape")
+
+
+def _static_shape(t: onnx.TypeProto) -> Shape | None:
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for d in t.tensor_type.shape.dim:
+        if not d.HasField("dim_value"):
+            return None
+        dims.append(int(d.dim_value))
+    return tuple(dims)
+
+
+def _prepare(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """Fix symbolic / zero dims of graph inputs to 1, refuse absurd inputs, infer shapes."""
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    for vi in g.input:
+        if vi.name in inits or not vi.type.HasField("tensor_type"):
+            continue
+        n = 1
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value") or d.dim_value <= 0:
+                d.Clear()
+                d.dim_value = 1
+            n *= d.dim_value
+        if n > MAX_ELEMENTS:
+            dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+            raise ModelFileError(f"{name}: input {vi.name!r} declares shape {dims} ({n:.3g} elements > 2^31); "
+                                 "give a smaller input shape")
+    # Symbolic intermediate shapes (the old batch dim) would conflict with re-inference; fully static
+    # ones stay (they are all we know past a custom operator).
+    keep = [vi for vi in g.value_info if _static_shape(vi.type) is not None]
+    del g.value_info[:]
+    g.value_info.extend(keep)
+    for vo in g.output:
+        if vo.type.HasField("tensor_type") and _static_shape(vo.type) is None:
+            vo.type.tensor_type.ClearField("shape")
+    try:
+        return shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as e:  # onnx raises several types (InferenceError, ValidationError, RuntimeError)
+        raise ModelFileError(f"{name}: shape inference failed ({str(e).splitlines()[0][:200]}); "
+                             "check the model with onnx.checker") from None

@@ -1,0 +1,516 @@
+"""Pattern passes: each scans the graph in order and claims the nodes of the kernels it recognises.
+
+A rule set (``rules_<runtime>.py``) lists the passes in priority order; docs/kernels.md is the spec.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from hwlat.decompose.acts import _is, _other, act_from, fused_act
+from hwlat.decompose.context import Ctx, Match
+from hwlat.decompose.graph import Graph, Shape
+
+GLUE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Constant", "Shape", "Dropout",
+                      "Cast", "Size",
+                      # data movement on activations that runtimes do as views / tiny copies (ViT cls-token
+                      # select, unbind of a fused QKV outside an attention pattern); see docs/kernels.md
+                      "Gather", "Slice", "Split"})
+# Ops the attention pattern absorbs between the QKV projection and Q, K, V (and after ·V).
+_MOVE_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Split", "Gather", "Slice", "Flatten", "Identity",
+             "Mul", "Div")
+
+
+def _prod(xs: Sequence[int]) -> int:
+    return int(math.prod(int(v) for v in xs))
+
+
+def _axes(g: Graph, i: int) -> list[int] | None:
+    """Reduce axes from the attribute (opset < 18) or the second input (opset ≥ 18)."""
+    ax = g.attr(i, "axes")
+    if ax is None and len(g.nodes[i].input) > 1 and g.nodes[i].input[1]:
+        v = g.const(g.nodes[i].input[1])
+        ax = None if v is None else [int(a) for a in v.reshape(-1)]
+    return None if ax is None else list(ax)
+
+
+def _norm_axes(axes: Sequence[int], rank: int) -> list[int]:
+    return sorted(a % rank for a in axes)
+
+
+# ---- convolutions --------------------------------------------------------------------------------
+def conv_params(g: Graph, i: int) -> dict[str, int] | None:
+    """(h, w, cin, cout, k, s, groups) of a 2-D ``Conv`` with a constant weight and known shapes."""
+    n = g.nodes[i]
+    if not _is(g, i, "Conv") or len(n.input) < 2 or not g.is_static(n.input[1]):
+        return None
+    xs, ws, ys = g.shape(n.input[0]), g.shape(n.input[1]), g.shape(n.output[0])
+    if xs is None or ws is None or ys is None or len(xs) != 4 or len(ws) != 4:
+        return None
+    ks = g.attr(i, "kernel_shape", list(ws[2:]))
+    st = g.attr(i, "strides", [1, 1])
+    return {"h": xs[2], "w": xs[3], "cin": xs[1], "cout": ws[0], "k": int(max(ks)), "s": int(max(st)),
+            "groups": int(g.attr(i, "group", 1))}
+
+
+def _is_dw(p: dict[str, int]) -> bool:
+    return p["groups"] > 1 and p["groups"] == p["cin"] == p["cout"]
+
+
+def _conv_bn(ctx: Ctx, i: int) -> tuple[list[int], str]:
+    """Conv node ``i`` plus a following single-reader BatchNormalization: (nodes, output tensor)."""
+    g = ctx.g
+    out = g.nodes[i].output[0]
+    b = g.only_consumer(out)
+    if _is(g, b, "BatchNormalization") and ctx.free(b) and b is not None and g.nodes[b].input[0] == out:
+        return [i, b], g.nodes[b].output[0]
+    return [i], out
+
+
+def _residual_add(ctx: Ctx, conv: int, t: str) -> tuple[int, str] | None:
+    """The ``Add`` fusing into conv ``conv`` whose (Conv[+BN]) output is ``t``, and its other operand.
+
+    Same-shape activation operand only. When both operands are Conv[+BN] chains, the Add goes to the
+    conv that runs *later* (the other operand is then ready) — docs/kernels.md.
+    """
+    g = ctx.g
+    a = g.only_consumer(t)
+    if not _is(g, a, "Add") or not ctx.free(a) or a is None:
+        return None
+    o = _other(g, a, t)
+    if o is None or o == t or g.is_static(o) or g.shape(o) != g.shape(t) or g.shape(t) is None:
+        return None
+    oc = _chain_conv(ctx, o)
+    if oc is not None and oc > conv:
+        return None
+    return a, o
+
+
+def _chain_conv(ctx: Ctx, t: str) -> int | None:
+    """The free, non-depthwise Conv whose Conv[+BN] chain ends in ``t`` with single readers, else None."""
+    g = ctx.g
+    p = g.producer.get(t)
+    if _is(g, p, "BatchNormalization") and p is not None:
+        bt = g.nodes[p].input[0]
+        if g.only_consumer(bt) != p:
+            return None
+        p = g.producer.get(bt)
+    if not _is(g, p, "Conv") or p is None or not ctx.free(p):
+        return None
+    prm = conv_params(g, p)
+    if prm is None or _is_dw(prm):
+        return None
+    return p
+
+
+def match_conv(ctx: Ctx) -> None:
+    """Conv [+BN] [+residual Add] [+activation] → conv2d / conv_bn_act; depthwise → dwconv."""
+    g = ctx.g
+    for i in range(len(g.nodes)):
+        if not ctx.free(i) or not _is(g, i, "Conv"):
+            continue
+        p = conv_params(g, i)
+        if p is None:
+            ctx.reasons.setdefault(i, "not a 2-D conv with constant weights and known shapes")
+            continue
+        nodes, t = _conv_bn(ctx, i)
+        ins = [g.nodes[i].input[0]]
+        dw = _is_dw(p)
+        residual = 0
+        if not dw and ctx.rules.fuse_residual:
+            ra = _residual_add(ctx, i, t)
+            if ra is not None:
+                nodes.append(ra[0])
+                ins.append(ra[1])
+                t = g.nodes[ra[0]].output[0]
+                residual = 1
+        act = fused_act(ctx, t)
+        if act is not None:
+            nodes += act.nodes
+            t = act.out
+        a = act.name if act else "none"
+        if dw:
+            m = Match("dwconv", {"h": p["h"], "w": p["w"], "c": p["cin"], "k": p["k"], "s": p["s"], "act": a},
+                      nodes, ins, [t])
+        elif act is None:
+            m = Match("conv2d", {**p, "residual": residual}, nodes, ins, [t])
+        else:
+            cfg = {k: p[k] for k in ("h", "w", "cin", "cout", "k", "s", "groups")}
+            m = Match("conv_bn_act", {**cfg, "act": a, "residual": residual}, nodes, ins, [t])
+        ctx.claim(m)
+
+
+# ---- linear / matmul -----------------------------------------------------------------------------
+def match_linear(ctx: Ctx) -> None:
+    """Gemm, or MatMul with a constant weight [+ Add bias], [+ activation] → linear."""
+    g = ctx.g
+    for i in range(len(g.nodes)):
+        if not ctx.free(i) or not _is(g, i, "Gemm", "MatMul"):
+            continue
+        n = g.nodes[i]
+        a, b = n.input[0], n.input[1]
+        if g.is_static(a) or not g.is_static(b):
+            continue
+        xs, bs, ys = g.shape(a), g.shape(b), g.shape(n.output[0])
+        if xs is None or bs is None or ys is None or len(bs) != 2:
+            ctx.reasons.setdefault(i, "weight or shapes unknown")
+            continue
+        nodes, t = [i], n.output[0]
+        if n.op_type == "Gemm":
+            if g.attr(i, "transA", 0):
+                continue
+            m, cin = xs[0], xs[1]
+        else:
+            m, cin = _prod(xs[:-1]), xs[-1]
+            add = g.only_consumer(t)
+            if _is(g, add, "Add") and ctx.free(add) and add is not None:
+                o = _other(g, add, t)
+                if o is not None and g.is_static(o) and _prod(g.shape(o) or (ys[-1] + 1,)) == ys[-1]:
+                    nodes.append(add)
+                    t = g.nodes[add].output[0]
+        act = fused_act(ctx, t)
+        if act is not None:
+            nodes += act.nodes
+            t = act.out
+        ctx.claim(Match("linear", {"m": m, "cin": cin, "cout": ys[-1], "act": act.name if act else "none"},
+                        nodes, [a], [t]))
+
+
+def _matmul(ctx: Ctx, i: int) -> Match | None:
+    g = ctx.g
+    n = g.nodes[i]
+    xa, xb, ys = g.shape(n.input[0]), g.shape(n.input[1]), g.shape(n.output[0])
+    if xa is None or xb is None or ys is None or len(xa) < 2 or len(xb) < 2:
+        return None
+    return Match("matmul", {"b": _prod(ys[:-2]), "m": xa[-2], "k": xa[-1], "n": xb[-1]}, [i],
+                 [n.input[0], n.input[1]], [n.output[0]])
+
+
+# ---- attention -----------------------------------------------------------------------------------
+def match_mha(ctx: Ctx) -> None:
+    """MatMul(Q, Kᵀ) → [scale / mask] → Softmax → MatMul(·, V), with the reshapes/transposes/splits
+    between the projections and Q/K/V and after ·V → mha. SDPA exports scale Q and Kᵀ each by √scale."""
+    g = ctx.g
+    for i in range(len(g.nodes)):
+        if not ctx.free(i) or not _is(g, i, "Softmax"):
+            continue
+        core = [i]
+        cur = g.nodes[i].input[0]
+        while True:  # scale / additive mask between QKᵀ and Softmax
+            p = g.producer.get(cur)
+            if (_is(g, p, "Mul", "Div", "Add", "Where") and p is not None and ctx.free(p)
+                    and len(g.dyn_inputs(p)) == 1 and g.only_consumer(cur) == (core[-1])):
+                core.append(p)
+                cur = g.dyn_inputs(p)[0]
+                continue
+            break
+        mm1 = g.producer.get(cur)
+        if (not _is(g, mm1, "MatMul") or mm1 is None or not ctx.free(mm1) or len(g.dyn_inputs(mm1)) != 2
+                or g.only_consumer(cur) != core[-1]):
+            continue
+        cur = g.nodes[i].output[0]
+        c = g.only_consumer(cur)
+        while _is(g, c, "Dropout", "Cast", "Identity") and c is not None and ctx.free(c):
+            core.append(c)
+            cur = g.nodes[c].output[0]
+            c = g.only_consumer(cur)
+        if (not _is(g, c, "MatMul") or c is None or not ctx.free(c) or g.nodes[c].input[0] != cur
+                or g.is_static(g.nodes[c].input[1])):
+            continue
+        mm2 = c
+        qs = g.shape(g.nodes[mm1].input[0])
+        if qs is None or len(qs) < 2:
+            continue
+        group = set(core) | {mm1, mm2}
+        _absorb_upstream(ctx, group)
+        cur = g.nodes[mm2].output[0]
+        c = g.only_consumer(cur)
+        outs = [cur]
+        while _is(g, c, "Transpose", "Reshape") and c is not None and ctx.free(c):
+            group.add(c)
+            cur = g.nodes[c].output[0]
+            outs = [cur]
+            c = g.only_consumer(cur)
+        heads = _prod(qs[:-2])
+        ins = sorted({t for n in group for t in g.dyn_inputs(n) if g.producer.get(t) not in group})
+        ctx.claim(Match("mha", {"t": qs[-2], "d": heads * qs[-1], "heads": heads}, sorted(group), ins, outs))
+
+
+def _absorb_upstream(ctx: Ctx, group: set[int]) -> None:
+    """Add movement nodes feeding ``group`` whose every output is read only inside ``group``."""
+    g = ctx.g
+    changed = True
+    while changed:
+        changed = False
+        for n in sorted(group):
+            for t in g.dyn_inputs(n):
+                p = g.producer.get(t)
+                if p is None or p in group or not ctx.free(p) or not _is(g, p, *_MOVE_OPS):
+                    continue
+                if g.op(p) in ("Mul", "Div") and len(g.dyn_inputs(p)) != 1:
+                    continue
+                outs = [o for o in g.nodes[p].output if o]
+                if any(o in g.graph_outputs or not _data_readers(g, o) <= group for o in outs):
+                    continue
+                group.add(p)
+                changed = True
+
+
+def _data_readers(g: Graph, t: str) -> set[int]:
+    """Readers of ``t`` except ``Shape``-like ones whose outputs are static (they read no data)."""
+    return {c for c in g.consumer_set(t) if not all(g.is_static(o) for o in g.nodes[c].output if o)}
+
+
+# ---- layer norm ----------------------------------------------------------------------------------
+def match_layernorm(ctx: Ctx) -> None:
+    """LayerNormalization, or ReduceMean→Sub→Pow→ReduceMean→Add→Sqrt→Div[→Mul γ][→Add β] → layernorm."""
+    g = ctx.g
+    for i in range(len(g.nodes)):
+        if not ctx.free(i):
+            continue
+        x = g.nodes[i].input[0] if g.nodes[i].input else ""
+        xs = g.shape(x)
+        if xs is None or not xs:
+            continue
+        if _is(g, i, "LayerNormalization"):
+            axis = int(g.attr(i, "axis", -1)) % len(xs)
+            ctx.claim(Match("layernorm", {"t": _prod(xs[:axis]), "d": _prod(xs[axis:])}, [i], [x],
+                            [g.nodes[i].output[0]]))
+            continue
+        if _is(g, i, "ReduceMean"):
+            nodes = _decomposed_ln(ctx, i, x, len(xs))
+            if nodes is not None:
+                ctx.claim(Match("layernorm", {"t": _prod(xs[:-1]), "d": xs[-1]}, nodes, [x],
+                                [g.nodes[nodes[-1]].output[0]]))
+
+
+def _decomposed_ln(ctx: Ctx, r1: int, x: str, rank: int) -> list[int] | None:
+    g = ctx.g
+    ax = _axes(g, r1)
+    if ax is None or _norm_axes(ax, rank) != [rank - 1]:
+        return None
+    mean = g.nodes[r1].output[0]
+    sub = g.only_consumer(mean)
+    if not _is(g, sub, "Sub") or sub is None or list(g.nodes[sub].input) != [x, mean]:
+        return None
+    d = g.nodes[sub].output[0]
+    cons = g.consumer_set(d)
+    sq = next((c for c in cons if _is(g, c, "Pow", "Mul") and c is not None and
+               (g.op(c) == "Mul" and list(g.nodes[c].input) == [d, d]
+                or g.op(c) == "Pow" and abs((g.scalar(g.nodes[c].input[1]) or 0) - 2) < 1e-6)), None)
+    div = next((c for c in cons if _is(g, c, "Div") and g.nodes[c].input[0] == d), None)
+    if sq is None or div is None or cons != {sq, div}:
+        return None
+    r2 = g.only_consumer(g.nodes[sq].output[0])
+    if not _is(g, r2, "ReduceMean") or r2 is None:
+        return None
+    eps = g.only_consumer(g.nodes[r2].output[0])
+    if not _is(g, eps, "Add") or eps is None:
+        return None
+    sqrt = g.only_consumer(g.nodes[eps].output[0])
+    if not _is(g, sqrt, "Sqrt") or sqrt is None or g.only_consumer(g.nodes[sqrt].output[0]) != div:
+        return None
+    nodes = [r1, sub, sq, r2, eps, sqrt, div]
+    t = g.nodes[div].output[0]
+    for op in ("Mul", "Add"):  # affine γ, β
+        c = g.only_consumer(t)
+        if _is(g, c, op) and c is not None and g.is_static(_other(g, c, t) or ""):
+            nodes.append(c)
+            t = g.nodes[c].output[0]
+    return nodes if ctx.free(*nodes) else None
+
+
+# ---- channel shuffle -----------------------------------------------------------------------------
+def match_channel_shuffle(ctx: Ctx) -> None:
+    """Reshape [1,C,H,W]→[1,g,C/g,H,W] → Transpose(0,2,1,3,4) → Reshape back → channel_shuffle."""
+    g = ctx.g
+    for i in range(len(g.nodes)):
+        if not ctx.free(i) or not _is(g, i, "Reshape"):
+            continue
+        xs, rs = g.shape(g.nodes[i].input[0]), g.shape(g.nodes[i].output[0])
+        if xs is None or rs is None or len(xs) != 4 or len(rs) != 5:
+            continue
+        tr = g.only_consumer(g.nodes[i].output[0])
+        if not _is(g, tr, "Transpose") or tr is None or list(g.attr(tr, "perm", [])) != [0, 2, 1, 3, 4]:
+            continue
+        r2 = g.only_consumer(g.nodes[tr].output[0])
+        if not _is(g, r2, "Reshape") or r2 is None or g.shape(g.nodes[r2].output[0]) != xs:
+            continue
+        if not ctx.free(tr, r2):
+            continue
+        ctx.claim(Match("channel_shuffle", {"h": xs[2], "w": xs[3], "c": xs[1], "groups": rs[1]}, [i, tr, r2],
+                        [g.nodes[i].input[0]], [g.nodes[r2].output[0]]))
+
+
+# ---- squeeze-excitation --------------------------------------------------------------------------
+def _is_global_pool(g: Graph, i: int, x: str) -> bool:
+    xs = g.shape(x)
+    if xs is None or len(xs) != 4:
+        return False
+    if _is(g, i, "GlobalAveragePool"):
+        return True
+    if _is(g, i, "ReduceMean"):
+        ax = _axes(g, i)
+        return ax is not None and _norm_axes(ax, 4) == [2, 3] and int(g.attr(i, "keepdims", 1)) == 1
+    return False
+
+
+def _conv1x1(ctx: Ctx, i: int | None, cin: int) -> dict[str, int] | None:
+    if i is None or not ctx.free(i):
+        return None
+    p = conv_params(ctx.g, i)
+    if p is None or p["k"] != 1 or p["groups"] != 1 or p["cin"] != cin:
+        return None
+    return p
+
+
+def match_se(ctx: Ctx) -> None:
+    """GlobalAveragePool → Conv1x1 [+act] → Conv1x1 → HardSigmoid/Sigmoid → Mul(x) → se."""
+    g = ctx.g
+    for i in range(len(g.nodes)):
+        if not ctx.free(i) or not g.nodes[i].input:
+            continue
+        x = g.nodes[i].input[0]
+        if not _is_global_pool(g, i, x):
+            continue
+        xs = g.shape(x)
+        assert xs is not None
+        c1 = g.only_consumer(g.nodes[i].output[0])
+        p1 = _conv1x1(ctx, c1, xs[1])
+        if p1 is None or c1 is None:
+            continue
+        t = g.nodes[c1].output[0]
+        nodes = [i, c1]
+        act = fused_act(ctx, t)
+        if act is not None:
+            nodes += act.nodes
+            t = act.out
+        c2 = g.only_consumer(t)
+        p2 = _conv1x1(ctx, c2, p1["cout"])
+        if p2 is None or c2 is None or p2["cout"] != xs[1]:
+            continue
+        nodes.append(c2)
+        gate = fused_act(ctx, g.nodes[c2].output[0])
+        if gate is None or gate.name not in ("hsigmoid", "sigmoid"):
+            continue
+        nodes += gate.nodes
+        m = g.only_consumer(gate.out)
+        if not _is(g, m, "Mul") or m is None or not ctx.free(m) or _other(g, m, gate.out) != x:
+            continue
+        nodes.append(m)
+        if not ctx.free(*nodes):
+            continue
+        ctx.claim(Match("se", {"h": xs[2], "w": xs[3], "c": xs[1], "cmid": p1["cout"],
+                               "act": act.name if act else "none", "gate": gate.name},
+                        sorted(nodes), [x], [g.nodes[m].output[0]]))
+
+
+# ---- standalone activations ----------------------------------------------------------------------
+def match_activation(ctx: Ctx) -> None:
+    """Activation units not fused into a conv / linear → activation(c, hw, act)."""
+    g = ctx.g
+    for i in range(len(g.nodes)):
+        if not ctx.free(i):
+            continue
+        for x in dict.fromkeys(g.dyn_inputs(i)):
+            a = act_from(ctx, i, x)
+            if a is None:
+                continue
+            s = g.shape(x)
+            if s is None:
+                ctx.reasons.setdefault(i, "input shape unknown")
+                break
+            c, hw = _c_hw(s)
+            ctx.claim(Match("activation", {"c": c, "hw": hw, "act": a.name}, a.nodes, [x], [a.out]))
+            break
+
+
+def _c_hw(s: Shape) -> tuple[int, int]:
+    """(c, hw) view of an activation: NCHW → (C, H·W); tokens [1,T,D] → (D, T); else (last, rest)."""
+    if len(s) == 4:
+        return s[1], s[2] * s[3]
+    if not s:
+        return 1, 1
+    return s[-1], _prod(s[:-1])
+
+
+# ---- everything else -----------------------------------------------------------------------------
+def _transpose_ab(s: Shape, perm: Sequence[int]) -> tuple[int, int] | None:
+    """View a transpose as [a, b] → [b, a] when, ignoring size-1 dims, it swaps two dim groups."""
+    kept = [p for p in perm if s[p] != 1]
+    order = sorted(kept)
+    for cut in range(1, len(order)):
+        if kept == order[cut:] + order[:cut]:
+            return _prod([s[p] for p in order[:cut]]), _prod([s[p] for p in order[cut:]])
+    return None
+
+
+def match_rest(ctx: Ctx) -> None:
+    """Pools, global pools, add/mul, concat, transpose, softmax, activation×activation matmul, glue."""
+    g = ctx.g
+    for i in range(len(g.nodes)):
+        if not ctx.free(i):
+            continue
+        n = g.nodes[i]
+        op = n.op_type
+        outs = [o for o in n.output if o]
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        if all(g.is_static(t) for t in n.input) or op in GLUE_OPS:
+            ctx.glue.add(i)
+            continue
+        x = g.dyn_inputs(i)[0]
+        xs, ys = g.shape(x), g.shape(outs[0]) if outs else None
+        if xs is None or ys is None:
+            ctx.reasons.setdefault(i, "shape unknown")
+            continue
+        m = _rest_one(ctx, i, op, x, xs, ys)
+        if m is not None:
+            m.nodes, m.inputs, m.outputs = [i], g.dyn_inputs(i), outs
+            ctx.claim(m)
+
+
+def _rest_one(ctx: Ctx, i: int, op: str, x: str, xs: Shape, ys: Shape) -> Match | None:
+    g = ctx.g
+    if op in ("MaxPool", "AveragePool") and len(xs) == 4:
+        k = int(max(g.attr(i, "kernel_shape", [1])))
+        s = int(max(g.attr(i, "strides", [1])))
+        return Match("pool", {"h": xs[2], "w": xs[3], "c": xs[1], "k": k, "s": s,
+                              "mode": "max" if op == "MaxPool" else "avg"}, [])
+    if op in ("GlobalAveragePool", "GlobalMaxPool") and len(xs) == 4:
+        return Match("global_pool", {"h": xs[2], "w": xs[3], "c": xs[1],
+                                     "mode": "avg" if op == "GlobalAveragePool" else "max"}, [])
+    if op in ("ReduceMean", "ReduceMax"):
+        ax = _axes(g, i)
+        mode = "avg" if op == "ReduceMean" else "max"
+        if ax is not None and len(xs) == 4 and _norm_axes(ax, 4) == [2, 3]:
+            return Match("global_pool", {"h": xs[2], "w": xs[3], "c": xs[1], "mode": mode}, [])
+        if ax is not None and len(xs) == 3 and _norm_axes(ax, 3) == [1]:  # token mean pool
+            return Match("global_pool", {"h": xs[1], "w": 1, "c": xs[2], "mode": mode}, [])
+        return None
+    if op in ("Add", "Mul"):
+        c, hw = _c_hw(ys)
+        ins = [g.shape(t) for t in g.nodes[i].input]
+        bc = int(any(s != ys for s in ins))
+        return Match(op.lower(), {"c": c, "hw": hw, "broadcast": bc}, [])
+    if op == "Concat":
+        axis = int(g.attr(i, "axis", 0)) % len(ys)
+        return Match("concat", {"outer": _prod(ys[:axis]), "cout": ys[axis], "inner": _prod(ys[axis + 1:]),
+                                "n_inputs": len([t for t in g.nodes[i].input if t])}, [])
+    if op == "Transpose":
+        perm = g.attr(i, "perm", list(reversed(range(len(xs)))))
+        ab = _transpose_ab(xs, perm)
+        if ab is None:
+            ctx.reasons.setdefault(i, f"permutation {list(perm)} is not a two-group swap")
+            return None
+        return Match("transpose", {"a": ab[0], "b": ab[1]}, [])
+    if op == "Softmax":
+        axis = int(g.attr(i, "axis", -1)) % len(xs)
+        if axis != len(xs) - 1:
+            ctx.reasons.setdefault(i, "softmax not over the last axis")
+            return None
+        return Match("softmax", {"rows": _prod(xs[:-1]), "cols": xs[-1]}, [])
+    if op == "MatMul" and len(g.dyn_inputs(i)) == 2:
+        return _matmul(ctx, i)
+    return None

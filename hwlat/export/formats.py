@@ -1,0 +1,48 @@
+"""Export a torch module to the file format a runtime runs (onnx, tflite, pt2)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hwlat.errors import ConfigError
+
+RUNTIME_FORMAT = {"onnxruntime": "onnx", "tensorrt": "onnx", "tflite": "tflite", "benchmark_model": "tflite",
+                  "tflm": "tflite", "torch": "pt2"}
+
+
+def format_for(runtime: str) -> str:
+    try:
+        return RUNTIME_FORMAT[runtime]
+    except KeyError:
+        raise ConfigError(f"no model format known for runtime {runtime!r}") from None
+
+
+def export_module(module: Any, input_shape: tuple[int, ...], fmt: str, path: Path) -> Path:
+    """Write ``module`` (eval mode, input of ``input_shape``) to ``path`` in ``fmt``; atomic."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        if fmt == "onnx":
+            from hwlat.export.onnx_export import torch_to_onnx
+
+            torch_to_onnx(module, input_shape, tmp)
+        elif fmt == "pt2":
+            import torch
+
+            module = module.eval()
+            ep = torch.export.export(module, (torch.randn(*input_shape),))
+            torch.export.save(ep, str(tmp))
+        elif fmt == "tflite":
+            from hwlat.export.tflite_export import torch_to_tflite
+
+            torch_to_tflite(module, input_shape, tmp)
+        else:
+            raise ConfigError(f"unknown export format {fmt!r}; use onnx, tflite or pt2")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -1,0 +1,106 @@
+"""Loader for the public HELP latency tables (NB201, FBNet, OFA; see the README next to them).
+
+The CSVs are read from a data directory (default ``../shared/data/help`` beside the repo root);
+nothing is copied into the repo. Architectures come back in the encodings of ``hwlat.spaces``:
+NB201 arch strings, FBNet lists of 22 op indices, OFA dicts ``{"ks", "e", "d", "r"}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hwlat.errors import ConfigError
+
+#: our name -> (csv file, hwlat.spaces name)
+SPACES: dict[str, tuple[str, str]] = {
+    "nb201": ("nb201_latency_ms.csv", "nb201"),
+    "fbnet": ("fbnet_latency_ms.csv", "fbnet"),
+    "ofa": ("ofa_latency_ms.csv", "ofa_mbv3"),
+}
+_NON_DEVICE = {"arch_idx", "arch_str", "op_idx_list", "ks", "e", "d", "r"}
+
+
+def default_data_dir() -> Path:
+    """``<repo root>/../shared/data/help`` (where CI and the dev machines keep the HELP data)."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "help"
+
+
+@dataclass
+class HelpData:
+    """One space's table: ``archs[i]`` has latency ``latency[device][i]`` in ms."""
+
+    space: str
+    archs: list[Any]
+    latency: pd.DataFrame
+
+    @property
+    def devices(self) -> list[str]:
+        return list(self.latency.columns)
+
+
+def _ints(s: str) -> list[int]:
+    return [int(t) for t in str(s).split("-")]
+
+
+def load_help(space: str, data_dir: str | Path | None = None, nrows: int | None = None) -> HelpData:
+    """Read one space's CSV. Raises ``ConfigError`` naming the missing file."""
+    if space not in SPACES:
+        raise ConfigError(f"unknown HELP space {space!r}; known: {', '.join(SPACES)}")
+    d = Path(data_dir) if data_dir is not None else default_data_dir()
+    path = d / SPACES[space][0]
+    if not path.is_file():
+        raise ConfigError(f"HELP data file {path} not found; pass the directory holding "
+                          f"{SPACES[space][0]} (see shared/data/help/README.md)")
+    df = pd.read_csv(path, nrows=nrows)
+    if space == "nb201":
+        archs: list[Any] = df["arch_str"].tolist()
+    elif space == "fbnet":
+        archs = [_ints(s) for s in df["op_idx_list"]]
+    else:
+        archs = [{"ks": _ints(k), "e": _ints(e), "d": _ints(dd), "r": int(r)}
+                 for k, e, dd, r in zip(df["ks"], df["e"], df["d"], df["r"], strict=True)]
+    lat = df[[c for c in df.columns if c not in _NON_DEVICE]].astype(np.float64).reset_index(drop=True)
+    return HelpData(space=space, archs=archs, latency=lat)
+
+
+# ---- arch features -------------------------------------------------------------------------
+# TEMPORARY: minimal one-hot encoders until hwlat.spaces (nb201 / fbnet / ofa_mbv3) provides
+# ``features``; then arch_features() uses the spaces and these go away.
+_NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def _fallback_features(space: str, archs: list[Any]) -> tuple[np.ndarray, list[str]]:
+    if space == "nb201":
+        X = np.zeros((len(archs), 6, 5))
+        for i, s in enumerate(archs):
+            ops = [t.split("~")[0] for node in s.strip("|").split("|+|") for t in node.split("|")]
+            for e, op in enumerate(ops):
+                X[i, e, _NB201_OPS.index(op)] = 1.0
+        names = [f"edge{e}_{op}" for e in range(6) for op in _NB201_OPS]
+        return X.reshape(len(archs), -1), names
+    if space == "fbnet":
+        idx = np.asarray(archs, dtype=np.int64)
+        X = np.zeros((len(archs), 22, 9))
+        np.put_along_axis(X, idx[:, :, None], 1.0, axis=2)
+        return X.reshape(len(archs), -1), [f"layer{i}_op{j}" for i in range(22) for j in range(9)]
+    X = np.zeros((len(archs), 20, 6))
+    for i, a in enumerate(archs):
+        for b in range(20):
+            if b % 4 < a["d"][b // 4]:  # inactive blocks (beyond the stage depth) stay all-zero
+                X[i, b, (3, 5, 7).index(a["ks"][b])] = 1.0
+                X[i, b, 3 + (3, 4, 6).index(a["e"][b])] = 1.0
+    r = np.array([[a["r"]] for a in archs], dtype=np.float64)
+    names = [f"block{b}_{f}" for b in range(20) for f in ("k3", "k5", "k7", "e3", "e4", "e6")] + ["r"]
+    return np.hstack([X.reshape(len(archs), -1), r]), names
+
+
+def arch_features(space: str, archs: list[Any]) -> tuple[np.ndarray, list[str]]:
+    """Feature matrix (n, d) and feature names for ``archs`` of one HELP space."""
+    if space not in SPACES:
+        raise ConfigError(f"unknown HELP space {space!r}; known: {', '.join(SPACES)}")
+    return _fallback_features(space, archs)

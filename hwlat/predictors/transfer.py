@@ -1,0 +1,212 @@
+"""Few-shot transfer of a latency predictor to a new device (HELP / LitePred setting).
+
+What is known about the new (target) device: N measured latencies (N = 10 … 100). What is
+known about every architecture: its latency on some *source* devices (measured, or predicted
+by those devices' predictors) and its arch features. The model, in log-latency:
+
+    log y_target ≈ ridge(log y_sources)  +  ridge(arch features)   [residual, only when N ≥ 20]
+
+Why this one: on NB201 with HELP's meta-train devices as sources (mean Spearman over the six
+meta-test devices, 3 draws), ridge on log source latencies gave 0.939 at N=10 vs 0.889 for the
+single best-matching source, 0.903 for one joint ridge on [sources, arch], 0.935 with a
+GBDT residual and 0.48 for arch features alone. Source latencies already carry almost all the
+architecture signal; with 10 points only a strongly-regularised linear map in log space
+(scale + mix of sources) is identifiable. The arch residual adds a little once N ≥ 50
+(0.961 → 0.968 at N=100). Both ridges choose their penalty by closed-form leave-one-out, so
+there is nothing to tune on the target device.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwlat.errors import PredictorError
+from hwlat.predictors.metrics import report
+
+_ALPHAS = tuple(float(a) for a in np.logspace(-3, 4, 15))
+_Z90 = 1.6448536269514722
+
+
+class _RidgeLOO:
+    """Ridge on standardized columns with an unpenalised intercept; alpha by leave-one-out."""
+
+    def __init__(self, alphas: tuple[float, ...] = _ALPHAS) -> None:
+        self.alphas = alphas
+        self.mu = self.sd = self.w = None
+        self.b = 0.0
+        self.alpha = 0.0
+        self.loo_mse = float("nan")
+
+    def fit(self, F: np.ndarray, y: np.ndarray) -> _RidgeLOO:
+        n = len(y)
+        self.mu = F.mean(axis=0)
+        sd = F.std(axis=0)
+        self.sd = np.where(sd > 0, sd, 1.0)
+        Z = (F - self.mu) / self.sd
+        self.b = float(y.mean())
+        yc = y - self.b
+        best: tuple[float, float] | None = None
+        G = Z.T @ Z
+        for a in self.alphas:
+            H = Z @ np.linalg.solve(G + a * np.eye(Z.shape[1]), Z.T)
+            # LOO residual of a ridge with a centred intercept: the intercept adds 1/n to the leverage.
+            denom = np.maximum(1.0 - np.diag(H) - 1.0 / n, 1e-6)
+            mse = float(np.mean(((yc - H @ yc) / denom) ** 2))
+            if best is None or mse < best[0]:
+                best = (mse, a)
+        assert best is not None
+        self.loo_mse, self.alpha = best
+        self.w = np.linalg.solve(G + self.alpha * np.eye(Z.shape[1]), Z.T @ yc)
+        return self
+
+    def predict(self, F: np.ndarray) -> np.ndarray:
+        return ((F - self.mu) / self.sd) @ self.w + self.b
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mu": self.mu.tolist(), "sd": self.sd.tolist(), "w": self.w.tolist(), "b": self.b,
+                "alpha": self.alpha, "loo_mse": self.loo_mse}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _RidgeLOO:
+        r = cls()
+        r.mu, r.sd, r.w = (np.asarray(d[k], dtype=np.float64) for k in ("mu", "sd", "w"))
+        r.b, r.alpha, r.loo_mse = float(d["b"]), float(d["alpha"]), float(d["loo_mse"])
+        return r
+
+
+def transfer_features(source_latency: np.ndarray, arch_features: np.ndarray) -> np.ndarray:
+    """``X`` for :class:`TransferRegressor`: source latencies (ms, n × k) then arch features (n × d)."""
+    S = np.asarray(source_latency, dtype=np.float64)
+    if S.ndim == 1:  # one source device
+        S = S.reshape(-1, 1)
+    A = np.asarray(arch_features, dtype=np.float64)
+    if A.ndim != 2 or len(A) != len(S):
+        raise ValueError(f"arch_features must be (n, d) with n={len(S)}, got shape {A.shape}")
+    return np.hstack([S, A])
+
+
+class TransferRegressor:
+    """Target-device predictor from N target samples; ``X = transfer_features(src_ms, arch)``.
+
+    The first ``n_sources`` columns of ``X`` are source-device latencies in ms (> 0), the rest
+    arch features.
+    """
+
+    kind = "transfer"
+
+    def __init__(self, n_sources: int, residual_min_n: int = 20) -> None:
+        if n_sources < 1:
+            raise ValueError("n_sources must be >= 1")
+        self.n_sources = n_sources
+        self.residual_min_n = residual_min_n
+        self.n_features_ = 0
+        self.sigma_ = 0.0
+        self._src: _RidgeLOO | None = None
+        self._res: _RidgeLOO | None = None
+
+    def _split(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] <= self.n_sources - 1:
+            raise ValueError(f"X must be (n, n_sources + d) with n_sources={self.n_sources}, got {X.shape}")
+        S = X[:, : self.n_sources]
+        if np.any(S <= 0) or not np.all(np.isfinite(S)):
+            raise ValueError("source latencies (the first n_sources columns) must be finite and > 0")
+        return np.log(S), X[:, self.n_sources:]
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> TransferRegressor:
+        """Fit on N target-device samples (N ≥ 3)."""
+        logS, A = self._split(X)
+        y = np.asarray(y, dtype=np.float64).ravel()
+        if len(y) != len(logS):
+            raise ValueError(f"X has {len(logS)} rows but y has {len(y)} values")
+        if len(y) < 3 or np.any(y <= 0):
+            raise ValueError("transfer needs at least 3 positive target latencies")
+        ylog = np.log(y)
+        self.n_features_ = X.shape[1]
+        self._src = _RidgeLOO().fit(logS, ylog)
+        sigma2 = self._src.loo_mse
+        self._res = None
+        if len(y) >= self.residual_min_n and A.shape[1] > 0:
+            resid = ylog - self._src.predict(logS)
+            res = _RidgeLOO().fit(A, resid)
+            # Keep the residual model only if leave-one-out says it helps.
+            if res.loo_mse < float(np.mean(resid**2)):
+                self._res, sigma2 = res, res.loo_mse
+        self.sigma_ = float(np.sqrt(sigma2))
+        return self
+
+    def predict(self, X: np.ndarray, return_interval: bool = False
+                ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Target latency; the interval is ∓1.645 × the leave-one-out residual spread (log space)."""
+        if self._src is None:
+            raise PredictorError("transfer predictor is not fitted; call fit() first")
+        logS, A = self._split(X)
+        mu = self._src.predict(logS)
+        if self._res is not None:
+            mu = mu + self._res.predict(A)
+        if not return_interval:
+            return np.exp(mu)
+        return np.exp(mu), np.exp(mu - _Z90 * self.sigma_), np.exp(mu + _Z90 * self.sigma_)
+
+    def save(self, directory: str | Path) -> list[str]:
+        if self._src is None:
+            raise PredictorError("cannot save an unfitted transfer predictor; call fit() first")
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        state = {"n_sources": self.n_sources, "residual_min_n": self.residual_min_n,
+                 "n_features": self.n_features_, "sigma": self.sigma_, "source_ridge": self._src.to_dict(),
+                 "residual_ridge": self._res.to_dict() if self._res is not None else None}
+        (d / "transfer.json").write_text(json.dumps(state, indent=1))
+        return ["transfer.json"]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TransferRegressor:
+        d = Path(directory)
+        try:
+            s = json.loads((d / "transfer.json").read_text())
+            m = cls(s["n_sources"], s["residual_min_n"])
+            m.n_features_, m.sigma_ = s["n_features"], float(s["sigma"])
+            m._src = _RidgeLOO.from_dict(s["source_ridge"])
+            m._res = _RidgeLOO.from_dict(s["residual_ridge"]) if s["residual_ridge"] else None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise PredictorError(f"transfer model file in {d} is missing or unreadable ({e}); "
+                                 f"retrain with `hwlat train DEVICE`") from None
+        return m
+
+
+def transfer_curve(source_latency: np.ndarray, arch_features: np.ndarray, y_target: np.ndarray,
+                   ns: tuple[int, ...] = (10, 20, 50, 100), seeds: tuple[int, ...] = (0, 1, 2),
+                   fixed_samples: dict[int, list[int]] | None = None, score_on: str = "all"
+                   ) -> list[dict[str, Any]]:
+    """Accuracy of :class:`TransferRegressor` vs the number N of target samples.
+
+    For each N and seed, draws N archs at random (or uses ``fixed_samples[N]`` for seed 0, e.g.
+    HELP's 10 hardware-embedding archs), fits, and scores on all archs (``score_on="all"``, as
+    HELP reports) or on the archs not sampled (``"rest"``). Returns one row per (N, seed):
+    ``{"n_samples": N, "seed": s, "residual": bool, **metrics.report(...)}`` with the report's
+    ``n`` renamed ``n_eval``.
+    """
+    if score_on not in ("all", "rest"):
+        raise ValueError("score_on must be 'all' or 'rest'")
+    X = transfer_features(source_latency, arch_features)
+    k = np.asarray(source_latency).shape[1] if np.ndim(source_latency) == 2 else 1
+    y = np.asarray(y_target, dtype=np.float64)
+    rows = []
+    for n in ns:
+        for seed in seeds:
+            if fixed_samples and n in fixed_samples and seed == seeds[0]:
+                idx = np.asarray(fixed_samples[n])
+            else:
+                idx = np.random.default_rng(1000 * n + seed).choice(len(y), n, replace=False)
+            model = TransferRegressor(k).fit(X[idx], y[idx])
+            ev = np.ones(len(y), bool)
+            if score_on == "rest":
+                ev[idx] = False
+            metrics = report(y[ev], model.predict(X[ev]))
+            metrics["n_eval"] = metrics.pop("n")
+            rows.append({"n_samples": int(n), "seed": int(seed), "residual": model._res is not None, **metrics})
+    return rows

@@ -1,0 +1,6 @@
+"""Per-device profile store (pandas + Parquet)."""
+
+from hwlat.store.profile_store import ProfileStore
+from hwlat.store.schema import SCHEMA_VERSION
+
+__all__ = ["SCHEMA_VERSION", "ProfileStore"]

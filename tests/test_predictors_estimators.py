@@ -1,0 +1,89 @@
+"""GBDT / MLP / transfer estimators on a small real slice of the HELP NB201 latency table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hwlat.predictors.gbdt import GBDTRegressor
+from hwlat.predictors.help_data import arch_features, default_data_dir, load_help
+from hwlat.predictors.metrics import report
+from hwlat.predictors.transfer import TransferRegressor, transfer_curve, transfer_features
+
+FAST_CONFIGS = ({"max_depth": 4, "eta": 0.1}, {"max_depth": 6, "eta": 0.1})
+
+
+@pytest.fixture(scope="module")
+def nb201() -> tuple[np.ndarray, object]:
+    if not (default_data_dir() / "nb201_latency_ms.csv").is_file():
+        pytest.skip(f"HELP data not found at {default_data_dir()} (expected ../shared/data/help beside the repo)")
+    data = load_help("nb201", nrows=3000)
+    X, _ = arch_features("nb201", data.archs)
+    return X, data.latency
+
+
+def _split(n: int, n_train: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.random.default_rng(seed).permutation(n)
+    return idx[:n_train], idx[n_train:]
+
+
+def test_gbdt_fits_real_latencies(nb201) -> None:
+    X, lat = nb201
+    y = lat["titan_rtx_256"].to_numpy()
+    tr, te = _split(len(y), 800)
+    model = GBDTRegressor(configs=FAST_CONFIGS, n_folds=3, budget_s=20).fit(X[tr], y[tr])
+    assert len(model.cv_results_) >= 1 and model.n_rounds_ >= 10
+    mean, low, high = model.predict(X[te], return_interval=True)
+    r = report(y[te], mean)
+    assert r["spearman"] > 0.95 and r["acc10"] > 0.8, r
+    assert np.all(low <= mean) and np.all(mean <= high)
+    assert np.mean((y[te] >= low) & (y[te] <= high)) > 0.5  # a 90 % band should cover most points
+    np.testing.assert_array_equal(model.predict(X[te]), mean)
+
+
+def test_mlp_fits_real_latencies(nb201) -> None:
+    from hwlat.predictors.mlp import MLPRegressor
+
+    X, lat = nb201
+    y = lat["fpga"].to_numpy()
+    tr, te = _split(len(y), 800)
+    model = MLPRegressor(hidden=(64, 64), n_models=3, max_epochs=150, patience=15).fit(X[tr], y[tr])
+    mean, low, high = model.predict(X[te], return_interval=True)
+    r = report(y[te], mean)
+    assert r["spearman"] > 0.95 and r["acc10"] > 0.7, r
+    assert np.all(low <= mean) and np.all(mean <= high) and np.any(high > low)
+    assert all(1 <= e <= 150 for e in model.epochs_)
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="> 0"):
+        GBDTRegressor().fit(np.ones((10, 2)), np.r_[np.ones(9), 0.0])
+    with pytest.raises(ValueError, match="2-D"):
+        GBDTRegressor().fit(np.ones(10), np.ones(10))
+
+
+def test_transfer_with_10_samples_beats_the_best_single_source(nb201) -> None:
+    X, lat = nb201
+    sources = ["1080ti_1", "1080ti_32", "silver_4114", "samsung_a50", "pixel3"]
+    S = lat[sources].to_numpy()
+    y = lat["gold_6226"].to_numpy()
+    idx = np.random.default_rng(3).choice(len(y), 10, replace=False)
+    Xt = transfer_features(S, X)
+    model = TransferRegressor(len(sources)).fit(Xt[idx], y[idx])
+    mean, low, high = model.predict(Xt, return_interval=True)
+    assert np.all(low <= mean) and np.all(mean <= high)
+    rho = report(y, mean)["spearman"]
+    # A transfer that only rescales one source cannot do better than that source's own ranking.
+    best_single = max(report(y, S[:, j])["spearman"] for j in range(len(sources)))
+    assert rho > 0.9 and rho >= best_single - 0.02, (rho, best_single)
+
+
+def test_transfer_curve_improves_with_more_samples(nb201) -> None:
+    X, lat = nb201
+    S = lat[["1080ti_1", "silver_4114", "pixel3"]].to_numpy()
+    rows = transfer_curve(S, X, lat["raspi4"].to_numpy(), ns=(10, 100), seeds=(0, 1), score_on="rest")
+    assert [(r["n_samples"], r["seed"]) for r in rows] == [(10, 0), (10, 1), (100, 0), (100, 1)]
+    at10 = np.mean([r["spearman"] for r in rows if r["n_samples"] == 10])
+    at100 = np.mean([r["spearman"] for r in rows if r["n_samples"] == 100])
+    assert at100 > at10 - 0.01 and at100 > 0.85, (at10, at100)
+    assert all(r["n_eval"] == len(X) - r["n_samples"] for r in rows)
