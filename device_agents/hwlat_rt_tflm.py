@@ -148,9 +148,9 @@ class Runner:
         t_w = time.perf_counter()
         wmin = int(m.get("warmup_min_runs", 3))
         # The probe's single sample is a warm-up run too; it sizes everything after it.
-        (c, u), = self._run(1, wmin, 60000.0)
+        (c, u), = self._run(1, max(0, wmin - 1), 60000.0)
         est = max(self._ms(c, u), 1e-3)
-        warm = wmin + 1
+        warm = max(wmin, 1)
         more = min(int(m.get("warmup_max_runs", 100)) - warm, int(float(m.get("warmup_max_s", 0.5)) * 1000 / est))
         if more > 0:
             self._run(0, more, est)

@@ -125,31 +125,12 @@ def _execution_order(ctx: Ctx) -> list[int]:
     return [gr for gr in out if gr < n_match]
 
 
-_TYPES_LOADED = False
-
-
-def _ensure_kernel_types() -> None:
-    """Import every ``hwlat.kernels`` module once so their types are registered."""
-    global _TYPES_LOADED
-    if _TYPES_LOADED:
-        return
-    import importlib
-    import pkgutil
-
-    import hwlat.kernels as pkg
-
-    for m in pkgutil.iter_modules(pkg.__path__):
-        if not m.name.startswith("_"):
-            importlib.import_module(f"hwlat.kernels.{m.name}")
-    _TYPES_LOADED = True
-
-
 def _make_kernel(g: Graph, m: Match) -> Kernel:
     """Kernel with the registered type's canonical shapes (so it equals a space encoder's kernel);
     the shapes seen in the graph when the type is not registered."""
+    import hwlat.kernels  # noqa: F401  (registers every kernel type)
     from hwlat.kernels import base
 
-    _ensure_kernel_types()
     nodes = tuple(g.node_name(i) for i in sorted(m.nodes))
     if m.type in base.names():
         kt = base.get(m.type)

@@ -235,8 +235,93 @@ def _prepare(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     for vo in g.output:
         if vo.type.HasField("tensor_type") and _static_shape(vo.type) is None:
             vo.type.tensor_type.ClearField("shape")
+    model = _infer(model, name)
+    if _fold_static_frontier(model):
+        model = _infer(model, name)
+    return model
+
+
+def _infer(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     try:
         return shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
     except Exception as e:  # onnx raises several types (InferenceError, ValidationError, RuntimeError)
         raise ModelFileError(f"{name}: shape inference failed ({str(e).splitlines()[0][:200]}); "
                              "check the model with onnx.checker") from None
+
+
+_FOLD_MAX_ELEMENTS = 1 << 20
+
+
+def _fold_static_frontier(model: onnx.ModelProto) -> bool:
+    """When shape inference left activation shapes unknown because a shape-computing subgraph was too
+    much for it (e.g. ``Where`` in torch's ``expand`` export), evaluate the constant / shape-derived
+    tensors that activations read and feed them in as ``Constant`` nodes. Returns True if it changed
+    the graph. Best effort: on any evaluation problem the shapes just stay unknown."""
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    shapes: dict[str, Shape] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        s = _static_shape(vi.type)
+        if s is not None:
+            shapes[vi.name] = s
+    nodes = list(g.node)
+    static: set[str] = set(inits)
+    static_nodes: list[int] = []
+    for i, n in enumerate(nodes):
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        if (n.op_type == "Constant" or (n.op_type == "Shape" and n.input[0] in shapes)
+                or (n.input and all(t == "" or t in static for t in n.input))):
+            static.update(o for o in n.output if o)
+            static_nodes.append(i)
+    dynamic = [i for i in range(len(nodes)) if i not in set(static_nodes)]
+    if all(o in shapes for i in dynamic for o in nodes[i].output if o):
+        return False
+    frontier = sorted({t for i in dynamic for t in nodes[i].input if t in static and t not in inits})
+    if not frontier:
+        return False
+    sub: list[onnx.NodeProto] = []
+    for i in static_nodes:
+        n = nodes[i]
+        if n.op_type == "Shape":  # value known from the inferred shape of its input
+            full = np.array(shapes[n.input[0]], dtype=np.int64)
+            start = int(onnx.helper.get_attribute_value(a) if (a := _find_attr(n, "start")) else 0)
+            end_a = _find_attr(n, "end")
+            end = int(onnx.helper.get_attribute_value(end_a)) if end_a else len(full)
+            sub.append(onnx.helper.make_node("Constant", [], [n.output[0]],
+                                             value=numpy_helper.from_array(full[start:end])))
+        else:
+            sub.append(n)
+    try:
+        from onnx.reference import ReferenceEvaluator
+
+        needed = {t for n in sub for t in n.input if t in inits}
+        graph = onnx.helper.make_graph(sub, "static", [], [onnx.helper.make_empty_tensor_value_info(t) for t in frontier],
+                                       initializer=[inits[t] for t in sorted(needed)])
+        m = onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+        values = ReferenceEvaluator(m).run(None, {})
+    except Exception:
+        return False
+    renamed: dict[str, str] = {}
+    new_consts = []
+    for t, v in zip(frontier, values):
+        v = np.asarray(v)
+        if v.size > _FOLD_MAX_ELEMENTS:
+            continue
+        renamed[t] = f"{t}__hwlat_folded"
+        new_consts.append(onnx.helper.make_node("Constant", [], [renamed[t]], value=numpy_helper.from_array(v),
+                                                name=f"{t}__hwlat_folded"))
+    if not renamed:
+        return False
+    for i in dynamic:
+        n = nodes[i]
+        for k, t in enumerate(n.input):
+            if t in renamed:
+                n.input[k] = renamed[t]
+    del g.node[:]
+    g.node.extend(new_consts + nodes)
+    return True
+
+
+def _find_attr(n: onnx.NodeProto, name: str) -> onnx.AttributeProto | None:
+    return next((a for a in n.attribute if a.name == name), None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -79,14 +79,14 @@ class Device:
         return d
 
     def to_toml_table(self) -> dict[str, Any]:
-        """Non-default fields only, for writing devices.toml."""
-        default = Device(name=self.name, transport=self.transport, host=self.host)
-        out: dict[str, Any] = {}
+        """Fields that differ from their defaults, for writing devices.toml."""
+        out: dict[str, Any] = {"transport": self.transport}
         for f in fields(self):
-            if f.name in ("name", "builtin"):
+            if f.name in ("name", "builtin", "transport"):
                 continue
             v = getattr(self, f.name)
-            if v is not None and (v != getattr(default, f.name) or f.name == "transport"):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+            if v is not None and v != default:
                 out[f.name] = v
         return out
 

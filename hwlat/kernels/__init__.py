@@ -16,5 +16,6 @@ from hwlat.kernels import (  # noqa: F401  (imported to register their kernel ty
     shuffle,
 )
 from hwlat.kernels.base import ACTIVATIONS, Kernel, KernelType, get, names, register
+from hwlat.kernels.derived import describe
 
-__all__ = ["ACTIVATIONS", "Kernel", "KernelType", "get", "names", "register"]
+__all__ = ["ACTIVATIONS", "Kernel", "KernelType", "describe", "get", "names", "register"]

@@ -148,7 +148,7 @@ def define(
         name=name, fields=dict(fields), check=check,
         flops=v(lambda c: float(flops(c))), params=v(lambda c: float(params(c))),
         bytes_read=v(bytes_read), bytes_written=v(bytes_written),
-        build_onnx=v(build_onnx), build_torch=v(build_torch),
+        build_onnx=v(build_onnx), build_torch=v(lambda c: build_torch(c).eval()),
         input_shapes=v(input_shapes), output_shapes=v(output_shapes), doc=doc,
     )
     holder.append(kt)

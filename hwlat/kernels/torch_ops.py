@@ -1,7 +1,8 @@
 """Torch modules mirroring the kernel types' ONNX graphs (imports torch: import lazily).
 
 Every module takes the same numpy weights as the ONNX builder, so both compute the same
-numbers for a config. Modules are in eval mode and scriptable (TorchScript) and traceable.
+numbers for a config. Modules are in eval mode, traceable, and scriptable except ``Concat``
+(which takes its parts as separate arguments, like every module: ``m(*inputs)``).
 """
 
 from __future__ import annotations

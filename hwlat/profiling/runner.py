@@ -196,6 +196,11 @@ def profile(device: Device, items: list[Item], store: ProfileStore | None = None
     summary = RunSummary(device=device.name, run_id=run_id, planned=len(items))
     meas = {**DEFAULT_MEASURE, **(measure or {})}
     store.remove_temp_files()
+    try:  # a corrupt or future-schema store must stop the run before anything is written
+        store.measured_keys("models"), store.measured_keys("kernels")
+    except HwlatError as e:
+        summary.error = str(e)
+        return summary
     attempt = 0
     pending: list[tuple[Item, str]] | None = None
     total = len(items)
