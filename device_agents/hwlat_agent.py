@@ -611,10 +611,12 @@ def _isolate_writes(rundir: str) -> None:
         os.makedirs(d, exist_ok=True)
     os.environ["TMPDIR"] = tmp
     os.environ["XDG_CACHE_HOME"] = cache
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(cache, "torchinductor"))
-    os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(cache, "triton"))
-    os.environ.setdefault("TORCH_HOME", os.path.join(cache, "torch"))
-    os.environ.setdefault("CUDA_CACHE_PATH", os.path.join(cache, "nv"))
+    # Overridden, not defaulted: an inherited value (torch sets TORCHINDUCTOR_CACHE_DIR in its
+    # own process env) would point outside the run directory.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache, "torchinductor")
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(cache, "triton")
+    os.environ["TORCH_HOME"] = os.path.join(cache, "torch")
+    os.environ["CUDA_CACHE_PATH"] = os.path.join(cache, "nv")
     import tempfile
 
     tempfile.tempdir = tmp

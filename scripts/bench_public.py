@@ -188,7 +188,7 @@ def _print_tables(results: dict[str, Any]) -> None:
             t.add_column(d, justify="right")
         t.add_column("mean", justify="right")
 
-        def add(name: str, vals: list[float | None]) -> None:
+        def add(name: str, vals: list[float | None], t: Table = t) -> None:
             got = [v for v in vals if v is not None]
             mean = f"{np.mean(got):.3f}" if len(got) == len(vals) else "-"
             t.add_row(name, *[f"{v:.3f}" if v is not None else "-" for v in vals], mean)
@@ -197,7 +197,7 @@ def _print_tables(results: dict[str, Any]) -> None:
             add(f"published {name}", [pub.get(d) for d in targets])
         if all("flops_spearman" in tr["targets"][d] for d in targets):
             add("ours: FLOPs proxy", [tr["targets"][d]["flops_spearman"] for d in targets])
-        add("ours: best single source", [tr["targets"][d]["best_single_source_spearman"] for d in targets])
+        add("oracle: best single source (picked on all archs)", [tr["targets"][d]["best_single_source_spearman"] for d in targets])
         first = "HELP's 10 archs" if space == "nb201" else "draw 0"
         add(f"ours: transfer, measured src ({first})",
             [tr["targets"][d]["measured_sources"]["spearman_first"] for d in targets])
@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                    "gbdt": {**GBDT_SEARCH, "configs": list(GBDT_SEARCH["configs"])}, "mlp": MLP_PARAMS,
                    "source_gbdt": {**SOURCE_GBDT, "configs": list(SOURCE_GBDT["configs"]), "n_train": 1000},
                    "protocol": PROTOCOL, "help_nb201_samples": HELP_NB201_SAMPLES,
-                   "transfer_model": "ridge on log source latencies + ridge residual on arch features (N>=20)"},
+                   "transfer_model": "mean of ridge / NNLS / LOO-weighted single-source maps on log source latencies"
+                                     " + ridge residual on arch features (N>=20, kept if LOO improves)"},
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
                         "libraries": library_versions()},
         "published": PUBLISHED, "subnet": [], "transfer": {},

@@ -29,6 +29,7 @@ EXAMPLES: dict[str, dict] = {
     "se": dict(h=7, w=7, c=32, cmid=8, act="relu", gate="hsigmoid"),
     "channel_shuffle": dict(h=5, w=5, c=12, groups=3),
     "transpose": dict(a=6, b=10),
+    "patch_embed": dict(h=32, w=30, cin=3, cout=24, p=8),
     "layernorm": dict(t=10, d=32),
     "softmax": dict(rows=12, cols=17),
     "mha": dict(t=10, d=32, heads=4),

@@ -213,6 +213,8 @@ def _static_shape(t: onnx.TypeProto) -> Shape | None:
 def _prepare(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     """Fix symbolic / zero dims of graph inputs to 1, refuse absurd inputs, infer shapes."""
     g = model.graph
+    if not any(o.domain in ("", "ai.onnx") for o in model.opset_import):
+        raise ModelFileError(f"{name} declares no ONNX opset (truncated or corrupt file); re-export the model")
     inits = {t.name for t in g.initializer}
     for vi in g.input:
         if vi.name in inits or not vi.type.HasField("tensor_type"):

@@ -474,8 +474,13 @@ def match_rest(ctx: Ctx) -> None:
 def _rest_one(ctx: Ctx, i: int, op: str, x: str, xs: Shape, ys: Shape) -> Match | None:
     g = ctx.g
     if op in ("MaxPool", "AveragePool") and len(xs) == 4:
-        k = int(max(g.attr(i, "kernel_shape", [1])))
+        ks = list(g.attr(i, "kernel_shape", [1, 1]))
+        k = int(max(ks))
         s = int(max(g.attr(i, "strides", [1])))
+        if ks == list(xs[2:]) and ys[2:] == (1, 1) and not any(g.attr(i, "pads", [0])):
+            # a window over the whole map (torch's adaptive pool to 1x1 exports like this)
+            return Match("global_pool", {"h": xs[2], "w": xs[3], "c": xs[1],
+                                         "mode": "max" if op == "MaxPool" else "avg"}, [])
         return Match("pool", {"h": xs[2], "w": xs[3], "c": xs[1], "k": k, "s": s,
                               "mode": "max" if op == "MaxPool" else "avg"}, [])
     if op in ("GlobalAveragePool", "GlobalMaxPool") and len(xs) == 4:

@@ -11,6 +11,7 @@ from hwlat.kernels import (  # noqa: F401  (imported to register their kernel ty
     linear,
     mbconv,
     norm,
+    patch,
     pool,
     se,
     shuffle,

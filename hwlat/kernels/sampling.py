@@ -234,6 +234,13 @@ def _transpose(rng: Rng) -> Cfg:
     return {"a": channels(rng, h), "b": h * h}  # conv map -> tokens
 
 
+@sampler("patch_embed")
+def _patch_embed(rng: Rng) -> Cfg:
+    p = int(pick(rng, {16: 0.5, 8: 0.15, 14: 0.1, 4: 0.15, 32: 0.1}))
+    r = int(pick(rng, (64, 96, 112, 128, 160, 192, 224)))
+    return {"h": r, "w": r, "cin": 3, "cout": _dim(rng), "p": p}
+
+
 @sampler("layernorm")
 def _layernorm(rng: Rng) -> Cfg:
     return {"t": _tokens(rng) if rng.random() < 0.9 else 1, "d": _dim(rng)}
@@ -346,6 +353,7 @@ GRIDS: dict[str, Callable[[], list[Cfg]]] = {
     "channel_shuffle": lambda: [{"h": h, "w": h, "c": c, "groups": 2}
                                 for h, c in ((28, 116), (14, 232), (7, 464), (28, 48), (14, 96), (7, 192))],
     "transpose": lambda: [{"a": d, "b": 196} for d in (192, 384, 768)],
+    "patch_embed": lambda: [{"h": 224, "w": 224, "cin": 3, "cout": d, "p": 16} for d in (192, 384, 768)],
     "layernorm": lambda: [{"t": 197, "d": d} for d in (192, 384, 768)],
     "softmax": lambda: [{"rows": hd * 197, "cols": 197} for hd in (3, 6, 12)] + [{"rows": 1, "cols": 1000}],
     "mha": lambda: [{"t": 197, "d": d, "heads": d // 64} for d in (192, 384, 768)],
@@ -395,7 +403,7 @@ _TYPE_SETS: dict[tuple[str, str], tuple[int, ...]] = {
     ("conv2d", "k"): (1, 3, 5, 7), ("conv_bn_act", "k"): (1, 3, 5, 7), ("dwconv", "k"): (3, 5, 7),
     ("mbconv", "k"): (3, 5, 7), ("pool", "k"): (2, 3, 5, 7, 9, 13),
     ("conv2d", "groups"): (1, 2, 4, 8, 16, 32), ("conv_bn_act", "groups"): (1, 2, 4, 8, 16, 32),
-    ("channel_shuffle", "groups"): (2, 3, 4, 8),
+    ("channel_shuffle", "groups"): (2, 3, 4, 8), ("patch_embed", "p"): (4, 8, 14, 16, 32),
 }
 _SPATIAL = {"h", "w"}
 _SIZE_HI = 8192

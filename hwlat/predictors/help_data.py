@@ -2,7 +2,8 @@
 
 The CSVs are read from a data directory (default ``../shared/data/help`` beside the repo root);
 nothing is copied into the repo. Architectures come back in the encodings of ``hwlat.spaces``:
-NB201 arch strings, FBNet lists of 22 op indices, OFA dicts ``{"ks", "e", "d", "r"}``.
+NB201 arch strings, FBNet lists of 22 op indices, OFA dicts ``{"ks", "e", "d", "r"}``; arch
+features come from the spaces' ``features_batch``.
 """
 
 from __future__ import annotations
@@ -68,39 +69,18 @@ def load_help(space: str, data_dir: str | Path | None = None, nrows: int | None 
     return HelpData(space=space, archs=archs, latency=lat)
 
 
-# ---- arch features -------------------------------------------------------------------------
-# TEMPORARY: minimal one-hot encoders until hwlat.spaces (nb201 / fbnet / ofa_mbv3) provides
-# ``features``; then arch_features() uses the spaces and these go away.
-_NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-
-
-def _fallback_features(space: str, archs: list[Any]) -> tuple[np.ndarray, list[str]]:
-    if space == "nb201":
-        X = np.zeros((len(archs), 6, 5))
-        for i, s in enumerate(archs):
-            ops = [t.split("~")[0] for node in s.strip("|").split("|+|") for t in node.split("|")]
-            for e, op in enumerate(ops):
-                X[i, e, _NB201_OPS.index(op)] = 1.0
-        names = [f"edge{e}_{op}" for e in range(6) for op in _NB201_OPS]
-        return X.reshape(len(archs), -1), names
-    if space == "fbnet":
-        idx = np.asarray(archs, dtype=np.int64)
-        X = np.zeros((len(archs), 22, 9))
-        np.put_along_axis(X, idx[:, :, None], 1.0, axis=2)
-        return X.reshape(len(archs), -1), [f"layer{i}_op{j}" for i in range(22) for j in range(9)]
-    X = np.zeros((len(archs), 20, 6))
-    for i, a in enumerate(archs):
-        for b in range(20):
-            if b % 4 < a["d"][b // 4]:  # inactive blocks (beyond the stage depth) stay all-zero
-                X[i, b, (3, 5, 7).index(a["ks"][b])] = 1.0
-                X[i, b, 3 + (3, 4, 6).index(a["e"][b])] = 1.0
-    r = np.array([[a["r"]] for a in archs], dtype=np.float64)
-    names = [f"block{b}_{f}" for b in range(20) for f in ("k3", "k5", "k7", "e3", "e4", "e6")] + ["r"]
-    return np.hstack([X.reshape(len(archs), -1), r]), names
+# ---- arch features --------------------------------------------------------------------------
 
 
 def arch_features(space: str, archs: list[Any]) -> tuple[np.ndarray, list[str]]:
-    """Feature matrix (n, d) and feature names for ``archs`` of one HELP space."""
+    """Feature matrix (n, d) and names for ``archs`` of one HELP space, from ``hwlat.spaces``."""
     if space not in SPACES:
         raise ConfigError(f"unknown HELP space {space!r}; known: {', '.join(SPACES)}")
-    return _fallback_features(space, archs)
+    import importlib
+
+    from hwlat.spaces import get_space
+
+    name = SPACES[space][1]
+    importlib.import_module(f"hwlat.spaces.{name}")  # registers the space even if the package does not
+    sp = get_space(name)
+    return np.asarray(sp.features_batch(archs), dtype=np.float64), list(sp.feature_names())

@@ -125,7 +125,7 @@ def _row(item: Item, ev: dict[str, Any], key: str, run_id: str, fp: dict[str, An
     row: dict[str, Any] = {
         "item_key": key, "run_id": run_id, "name": item.name,
         **{k: st.get(k) for k in ("median_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms",
-                                  "ci_low_ms", "ci_high_ms", "measure_s")},
+                                  "ci_low_ms", "ci_high_ms", "measure_s", "warmup_s")},
         "runs": int(st.get("runs", 0)), "warmup_runs": int(st.get("warmup_runs", 0)),
         "converged": bool(st.get("converged", False)),
         "started_at": ev.get("started_at"), "finished_at": ev.get("finished_at"),

@@ -35,6 +35,7 @@ COMMON: list[tuple[str, pa.DataType]] = [
     ("warmup_runs", pa.int64()),
     ("converged", pa.bool_()),
     ("measure_s", pa.float64()),
+    ("warmup_s", pa.float64()),
     ("started_at", pa.string()),
     ("finished_at", pa.string()),
     ("runtime", pa.string()),
