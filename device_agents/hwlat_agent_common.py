@@ -64,7 +64,7 @@ def nvidia_smi(index: int = 0) -> dict[str, Any]:
     vals = [v.strip() for v in out.stdout.strip().splitlines()[0].split(",")]
     if len(vals) != len(fields):
         return {}
-    info = dict(zip(fields, vals, strict=False))
+    info = dict(zip(fields, vals))  # noqa: B905 - strict= needs Python 3.10; lengths checked above
 
     def num(key: str) -> float | None:
         try:

@@ -48,7 +48,7 @@ def kernels_of(model: Any, input_shape: Sequence[int] | None = None, runtime: st
     unsupported = _unsupported(ctx)
     if strict and unsupported:
         ops = [u["op_type"] if not u["domain"] else f"{u['domain']}::{u['op_type']}" for u in unsupported]
-        desc = ", ".join(f"{o} ({u['count']}x, e.g. node {u['node']!r})" for o, u in zip(ops, unsupported))
+        desc = ", ".join(f"{o} ({u['count']}x, e.g. node {u['node']!r})" for o, u in zip(ops, unsupported, strict=True))
         raise UnsupportedOperatorError(f"{name}: operator(s) with no kernel mapping for runtime {runtime!r}: "
                                        f"{desc}; run `hwlat kernels` on the model to see them", operators=ops)
     shapes = [list(g.shape(t) or ()) for t in g.graph_inputs]

@@ -120,9 +120,7 @@ class Graph:
                 for a in n.attribute:
                     if a.name == "value":
                         v = numpy_helper.to_array(a.t)
-                    elif a.name in ("value_float", "value_int"):
-                        v = np.array(onnx.helper.get_attribute_value(a))
-                    elif a.name in ("value_floats", "value_ints"):
+                    elif a.name in ("value_float", "value_int", "value_floats", "value_ints"):
                         v = np.array(onnx.helper.get_attribute_value(a))
         except Exception:  # external data that is not there, exotic dtype: treat as unknown
             v = None
@@ -167,11 +165,9 @@ class Graph:
         static = set(self.inits)
         for n in self.nodes:
             outs = [o for o in n.output if o]
-            if n.op_type in ("Constant", "Shape", "Size", "ConstantOfShape") and n.domain in ("", "ai.onnx"):
-                # ConstantOfShape of a static shape is a constant too.
-                if n.op_type != "ConstantOfShape" or all(t in static for t in n.input if t):
-                    static.update(outs)
-                    continue
+            if n.op_type in ("Constant", "Shape", "Size") and n.domain in ("", "ai.onnx"):
+                static.update(outs)
+                continue
             if n.input and all((t == "" or t in static) for t in n.input) and n.domain in ("", "ai.onnx"):
                 static.update(outs)
         return static
@@ -306,7 +302,7 @@ def _fold_static_frontier(model: onnx.ModelProto) -> bool:
         return False
     renamed: dict[str, str] = {}
     new_consts = []
-    for t, v in zip(frontier, values):
+    for t, v in zip(frontier, values, strict=False):
         v = np.asarray(v)
         if v.size > _FOLD_MAX_ELEMENTS:
             continue

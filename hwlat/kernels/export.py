@@ -88,3 +88,29 @@ def _write_onnx(kernel: Kernel, path: Path) -> None:
 
 
 register_exporter("onnx", "onnx", _write_onnx)
+
+
+def _example_inputs(kernel: Kernel) -> tuple:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    return tuple(torch.rand(*s, generator=gen) * 2 - 1 for s in get(kernel.type).input_shapes(kernel.config))
+
+
+def _write_pt2(kernel: Kernel, path: Path) -> None:
+    """``torch.export`` program (what the torch runtime's agent plug-in loads)."""
+    import torch
+
+    module = get(kernel.type).build_torch(kernel.config)
+    torch.export.save(torch.export.export(module, _example_inputs(kernel)), str(path))
+
+
+def _write_torchscript(kernel: Kernel, path: Path) -> None:
+    import torch
+
+    module = get(kernel.type).build_torch(kernel.config)
+    torch.jit.save(torch.jit.trace(module, _example_inputs(kernel)), str(path))
+
+
+register_exporter("pt2", "pt2", _write_pt2)
+register_exporter("torchscript", "pt", _write_torchscript)

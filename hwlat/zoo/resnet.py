@@ -63,7 +63,7 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin = 64
         stages = []
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
             blocks = []
             for j in range(n):
                 blocks.append(block(cin, planes, 2 if (j == 0 and i > 0) else 1))
