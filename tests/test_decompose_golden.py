@@ -112,6 +112,7 @@ class Acts(nn.Module):
     (lambda x: F.relu6(x + 3) / 6, "hsigmoid"),
     (lambda x: x * torch.sigmoid(x), "swish"),
     (lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))), "gelu"),
+    (lambda x: x * (0.5 * (1.0 + torch.erf(x / math.sqrt(2)))), "gelu"),  # the dynamo exporter's order
 ])
 def test_activation_forms_fuse_into_conv(act, name: str) -> None:
     d = kernels_of(Acts(act), (1, 4, 8, 8))
@@ -327,3 +328,27 @@ def test_export_folds_bn_and_hash_is_structural(tmp_path) -> None:
     assert graph_hash(a) != graph_hash(torch_to_onnx(MBConv(8, 2, 3), (1, 8, 16, 16)))
     with pytest.raises(ModelFileError):
         torch_to_onnx(m1, (1, 0, 8))
+
+
+def test_instance_a_kernel_type_cannot_represent_is_reported() -> None:
+    # k=4 with explicit pads 2 on a 1x1 map: valid ONNX, but beyond the pool type's (k-1)//2 padding
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[4, 4], pads=[2, 2, 2, 2], name="odd_pool"),
+             helper.make_node("Relu", ["p"], ["y"], name="r")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 1, 1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    d = kernels_of(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert types(d) == ["activation"]
+    assert [(u["op_type"], u["node"]) for u in d.unsupported] == [("MaxPool", "odd_pool")]
+    assert d.unsupported[0]["reason"].startswith("as pool:")
+
+
+def test_dynamic_batch_export_decomposes_like_static() -> None:
+    import io
+
+    m = Attn(sdpa=False)
+    buf = io.BytesIO()
+    torch.onnx.export(m.eval(), (torch.zeros(1, 10, 32),), buf, dynamo=False, opset_version=17,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    d = kernels_of(buf.getvalue())
+    assert d.input_shapes == [[1, 10, 32]] and d.unsupported == []
+    assert d.kernels == kernels_of(m, (1, 10, 32)).kernels

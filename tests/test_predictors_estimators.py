@@ -17,7 +17,7 @@ FAST_CONFIGS = ({"max_depth": 4, "eta": 0.1}, {"max_depth": 6, "eta": 0.1})
 def nb201() -> tuple[np.ndarray, object]:
     if not (default_data_dir() / "nb201_latency_ms.csv").is_file():
         pytest.skip(f"HELP data not found at {default_data_dir()} (expected ../shared/data/help beside the repo)")
-    data = load_help("nb201", nrows=3000)
+    data = load_help("nb201", nrows=1500)
     X, _ = arch_features("nb201", data.archs)
     return X, data.latency
 

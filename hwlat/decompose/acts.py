@@ -153,6 +153,11 @@ def _gelu_erf(g: Graph, div: int, x: str) -> Act | None:
         return None
     other = _other(g, m, at)
     mt = g.nodes[m].output[0]
+    if _near(g.scalar(other or ""), 0.5):  # 0.5·(1+erf) → ·x (dynamo export)
+        h = g.only_consumer(mt)
+        if _is(g, h, "Mul") and h is not None and _other(g, h, mt) == x:
+            return Act("gelu", [div, e, a, m, h], x, g.nodes[h].output[0])
+        return None
     if other == x:  # x·(1+erf) → ·0.5
         h = g.only_consumer(mt)
         if h is not None and (_scalar_op(g, h, mt, "Mul", 0.5) or _scalar_op(g, h, mt, "Div", 2.0)):

@@ -43,8 +43,15 @@ def kernels_of(model: Any, input_shape: Sequence[int] | None = None, runtime: st
     ctx = Ctx(g, rules)
     for p in rules.passes:
         p(ctx)
-    order = _execution_order(ctx)
-    kernels = [_make_kernel(g, ctx.matches[m]) for m in order]
+    kernels = []
+    for mi in _execution_order(ctx):
+        m = ctx.matches[mi]
+        try:
+            kernels.append(_make_kernel(g, m))
+        except ValueError as e:  # the kernel type cannot represent this instance: report its nodes
+            for i in m.nodes:
+                del ctx.owner[i]
+                ctx.reasons[i] = f"as {m.type}: {e}"
     unsupported = _unsupported(ctx)
     if strict and unsupported:
         ops = [u["op_type"] if not u["domain"] else f"{u['domain']}::{u['op_type']}" for u in unsupported]

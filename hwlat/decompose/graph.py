@@ -177,8 +177,9 @@ class Graph:
         for i, n in enumerate(self.nodes):
             for t in n.input:
                 if t and t not in known:
-                    raise ModelFileError(f"{self.name}: node {self.node_name(i)!r} reads tensor {t!r} that nothing "
-                                         "produces before it (truncated or corrupt file); re-export the model")
+                    raise ModelFileError(f"{self.name}: node {self.node_name(i)!r} reads tensor {t!r} that no earlier "
+                                         "node produces (truncated or corrupt file, or nodes not in topological "
+                                         "order); re-export the model")
             known.update(o for o in n.output if o)
         for o in self.graph_outputs:
             if o not in known:

@@ -58,6 +58,13 @@ def _is_dw(p: dict[str, int]) -> bool:
     return p["groups"] > 1 and p["groups"] == p["cin"] == p["cout"]
 
 
+def _is_patchify(g: Graph, i: int, p: dict[str, int]) -> bool:
+    """ViT patch embedding: kernel == stride > 1, no padding, one group (docs/kernels.md ``patch_embed``)."""
+    pads = g.attr(i, "pads", [0, 0, 0, 0])
+    return p["k"] == p["s"] > 1 and p["groups"] == 1 and not any(pads) and \
+        g.attr(i, "auto_pad", "NOTSET") in ("NOTSET", b"NOTSET", "VALID", b"VALID")
+
+
 def _conv_bn(ctx: Ctx, i: int) -> tuple[list[int], str]:
     """Conv node ``i`` plus a following single-reader BatchNormalization: (nodes, output tensor)."""
     g = ctx.g
@@ -113,6 +120,10 @@ def match_conv(ctx: Ctx) -> None:
         p = conv_params(g, i)
         if p is None:
             ctx.reasons.setdefault(i, "not a 2-D conv with constant weights and known shapes")
+            continue
+        if _is_patchify(g, i, p):
+            ctx.claim(Match("patch_embed", {"h": p["h"], "w": p["w"], "cin": p["cin"], "cout": p["cout"],
+                                            "p": p["k"]}, [i], [g.nodes[i].input[0]], [g.nodes[i].output[0]]))
             continue
         nodes, t = _conv_bn(ctx, i)
         ins = [g.nodes[i].input[0]]

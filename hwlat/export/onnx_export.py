@@ -75,7 +75,7 @@ def _export_dynamo(module: nn.Module, x: object) -> onnx.ModelProto:
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        prog = torch.onnx.export(module, (x,), dynamo=True, opset_version=OPSET, optimize=True,
+        prog = torch.onnx.export(module, (x,), dynamo=True, opset_version=OPSET, optimize=True, verbose=False,
                                  input_names=["input"], output_names=["output"])
     return prog.model_proto
 

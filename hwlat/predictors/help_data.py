@@ -70,10 +70,29 @@ def load_help(space: str, data_dir: str | Path | None = None, nrows: int | None 
 
 
 # ---- arch features --------------------------------------------------------------------------
+_NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def _nb201_raw_edges(archs: list[str]) -> tuple[np.ndarray, list[str]]:
+    """One-hot of the 6 edges *as written* (not canonicalised).
+
+    HELP's NB201 latencies were measured on the full network: ops on edges that the canonical
+    form masks as dead (their output is discarded, or they read an all-zero node) still ran and
+    still cost time. The space's canonical features map 15,625 strings to 9,445 distinct rows, and
+    a GBDT on them alone reaches Spearman 0.88 on titan_rtx_256 vs 0.995 with these columns added.
+    """
+    X = np.zeros((len(archs), 6, len(_NB201_OPS)))
+    for i, s in enumerate(archs):
+        ops = [t.split("~")[0] for node in str(s).strip("|").split("|+|") for t in node.split("|")]
+        if len(ops) != 6 or any(o not in _NB201_OPS for o in ops):
+            raise ConfigError(f"HELP nb201 arch {i} {s!r} is not a 6-edge NB201 string")
+        X[i, np.arange(6), [_NB201_OPS.index(o) for o in ops]] = 1.0
+    return X.reshape(len(archs), -1), [f"raw_edge{e}_{o}" for e in range(6) for o in _NB201_OPS]
 
 
 def arch_features(space: str, archs: list[Any]) -> tuple[np.ndarray, list[str]]:
-    """Feature matrix (n, d) and names for ``archs`` of one HELP space, from ``hwlat.spaces``."""
+    """Feature matrix (n, d) and names for ``archs`` of one HELP space: ``hwlat.spaces`` features
+    (plus, for NB201, the raw edge one-hot; see :func:`_nb201_raw_edges`)."""
     if space not in SPACES:
         raise ConfigError(f"unknown HELP space {space!r}; known: {', '.join(SPACES)}")
     import importlib
@@ -83,4 +102,9 @@ def arch_features(space: str, archs: list[Any]) -> tuple[np.ndarray, list[str]]:
     name = SPACES[space][1]
     importlib.import_module(f"hwlat.spaces.{name}")  # registers the space even if the package does not
     sp = get_space(name)
-    return np.asarray(sp.features_batch(archs), dtype=np.float64), list(sp.feature_names())
+    X = np.asarray(sp.features_batch(archs), dtype=np.float64)
+    names = list(sp.feature_names())
+    if space == "nb201":
+        R, rnames = _nb201_raw_edges(archs)
+        X, names = np.hstack([X, R]), names + rnames
+    return X, names

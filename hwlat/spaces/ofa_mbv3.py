@@ -277,6 +277,8 @@ class OFAMobileNetV3Space(SearchSpace):
                 wid = np.asarray([float(x.get("wid", 1.0) or 1.0) for x in archs])
                 if ks.shape != (len(archs), 20) or e.shape != (len(archs), 20) or d.shape != (len(archs), 5):
                     raise ValueError
+                if any(not _KNOWN.issuperset(x) for x in archs):
+                    raise ValueError
             except (TypeError, KeyError, ValueError, AttributeError, IndexError):
                 cs = [self.canonical(x) for x in archs]
                 ks = np.asarray([c["ks"] for c in cs], dtype=np.int64).reshape(-1, 20)
@@ -337,6 +339,9 @@ class OFAMobileNetV3Space(SearchSpace):
             onehot.reshape(n, -1), d.astype(np.float64), r[:, None].astype(np.float64), wid[:, None],
             active.sum(axis=1, keepdims=True).astype(np.float64), totals, stage_flops, stage_bytes,
         ], axis=1)
+
+
+_KNOWN = frozenset({"ks", "e", "d", "r", "image_size", "resolution", "wid", "width_mult"})
 
 
 def _r_of(x: Mapping[str, Any]) -> int:

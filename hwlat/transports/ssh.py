@@ -22,8 +22,28 @@ from hwlat.transports.hostkeys import RefuseUnknown, changed_key_message, load_h
 TRANSIENT = (socket.timeout, ConnectionError, EOFError, paramiko.ssh_exception.NoValidConnectionsError)
 
 
+def _check_key(device: Device) -> None:
+    """A configured key must be a readable private key: say so now instead of retrying a
+    connection that cannot authenticate (an encrypted key is reported by connect())."""
+    if not device.key:
+        return
+    path = Path(device.key).expanduser()
+    if not path.is_file():
+        raise DeviceError(f"device {device.name!r}: SSH key file {path} does not exist; hwlat uses keys only: "
+                          "set 'key' in devices.toml to a private key authorised on the device")
+    try:
+        paramiko.PKey.from_path(path)
+    except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's "password-protected"
+        raise DeviceError(f"device {device.name!r}: SSH key file {path} is protected by a passphrase and hwlat "
+                          "never prompts for one: give this device a key without a passphrase") from None
+    except (OSError, ValueError, paramiko.SSHException) as e:
+        raise DeviceError(f"device {device.name!r}: SSH key file {path} is not a usable private key ({e}); "
+                          "set 'key' in devices.toml to a private key authorised on the device") from None
+
+
 def _connect(device: Device, attempts: int = 3, backoff: float = 1.0) -> paramiko.SSHClient:
     """Connect with retries on transient network errors; never on auth or host-key errors."""
+    _check_key(device)
     last: Exception | None = None
     for i in range(attempts):
         client = paramiko.SSHClient()
@@ -50,6 +70,10 @@ def _connect(device: Device, attempts: int = 3, backoff: float = 1.0) -> paramik
             raise
         except (OSError, paramiko.SSHException, *TRANSIENT) as e:
             client.close()
+            if isinstance(e, paramiko.SSHException) and "No authentication methods available" in str(e):
+                raise DeviceError(f"device {device.name!r}: SSH authentication impossible for user {device.user!r}: "
+                                  "no key (none in devices.toml, ssh-agent or ~/.ssh); hwlat uses keys only and "
+                                  "never prompts for a password: set 'key' in devices.toml") from None
             last = e
             if i + 1 < attempts:
                 time.sleep(backoff * 2**i)
@@ -152,8 +176,11 @@ class SSHSession(Session):
             while chan.recv_stderr_ready():
                 err = (err + chan.recv_stderr(65536))[-8192:]
             deadline = time.monotonic() + 10
-            while not chan.exit_status_ready() and time.monotonic() < deadline:
+            while not chan.exit_status_ready() and time.monotonic() < deadline and self._alive():
                 time.sleep(0.05)
+            if not chan.exit_status_ready() and not self._alive():
+                # the connection died, not the agent: a transient failure the runner retries
+                raise DeviceError(f"device {self.device.name!r}: SSH connection dropped mid-run")
             rc = chan.recv_exit_status() if chan.exit_status_ready() else -1
         except (OSError, EOFError, paramiko.SSHException) as e:
             raise DeviceError(f"device {self.device.name!r}: SSH connection dropped mid-run ({e or type(e).__name__})") from None
@@ -164,6 +191,10 @@ class SSHSession(Session):
             why = tail[-1] if tail else ""
             how = "was killed or lost its connection" if rc == -1 else f"exited with code {rc}"
             raise AgentError(f"device {self.device.name!r}: agent {how}" + (f": {why}" if why else ""))
+
+    def _alive(self) -> bool:
+        t = self.client.get_transport()
+        return bool(t and t.is_active())
 
     def remove_run_dir(self) -> None:
         if not self.run_dir:

@@ -1,0 +1,78 @@
+"""The CRITICAL contract: ``space.encode(arch)`` (no torch/ONNX) equals the decomposition of the real
+exported torch model, ``kernels_of(space.build(arch), space.input_shape(arch)).kernels``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hwlat.decompose import kernels_of
+from hwlat.spaces import get_space
+
+
+def _small(name: str, a: object, rng: np.random.Generator) -> object:
+    """Cheaper variants for the fast test: lower resolutions (the structure is what is checked)."""
+    if name == "ofa_resnet50":
+        return dict(a, r=int(rng.choice([128, 132, 140, 160])))  # 132/140: odd sizes → ceil-mode pools
+    if name == "vit":
+        return dict(a, r=int(rng.choice([32, 48, 64])))
+    if name == "ofa_mbv3":
+        return dict(a, r=int(rng.choice([128, 132, 164, 172])))
+    return a
+
+
+def _check(name: str, arch: object) -> None:
+    sp = get_space(name)
+    dec = kernels_of(sp.build(arch), sp.input_shape(arch))
+    assert dec.unsupported == [], dec.unsupported
+    enc = sp.encode(arch)
+    got = [(k.type, dict(k.config), k.inputs, k.outputs) for k in dec.kernels]
+    want = [(k.type, dict(k.config), k.inputs, k.outputs) for k in enc]
+    if got != want:
+        diff = next(i for i, (g, w) in enumerate(zip(got + [None] * 999, want + [None] * 999)) if g != w)
+        raise AssertionError(f"{name} {sp.key(arch)}: kernel {diff} differs: decomposed "
+                             f"{got[diff] if diff < len(got) else None} vs encoded "
+                             f"{want[diff] if diff < len(want) else None} ({len(got)} vs {len(want)} kernels)")
+
+
+SPECIAL = {
+    "nb201": ["|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+              "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+              "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|",
+              "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"],
+    "fbnet": [[8] * 22, [1] * 22, [5] * 22],
+    "ofa_mbv3": [{"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5, "r": 224, "wid": 1.2},
+                 {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 128}],
+}
+
+
+@pytest.mark.parametrize("name", ["ofa_mbv3", "nb201", "fbnet", "ofa_resnet50", "vit"])
+def test_encode_equals_decomposition(name: str) -> None:
+    sp = get_space(name)
+    rng = np.random.default_rng(2024)
+    n = 20
+    archs = [_small(name, sp.sample(rng), rng) for _ in range(n)] + SPECIAL.get(name, [])
+    for a in archs:
+        _check(name, a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ofa_mbv3", "nb201", "fbnet", "ofa_resnet50", "vit"])
+def test_encode_equals_decomposition_100(name: str) -> None:
+    sp = get_space(name)
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        _check(name, sp.sample(rng))
+
+
+@pytest.mark.parametrize("name", ["ofa_mbv3", "nb201", "fbnet", "ofa_resnet50", "vit"])
+def test_build_forward_runs(name: str) -> None:
+    import torch
+
+    sp = get_space(name)
+    a = _small(name, sp.sample(np.random.default_rng(3)), np.random.default_rng(3))
+    m = sp.build(a)
+    assert not m.training
+    with torch.no_grad():
+        y = m(torch.randn(sp.input_shape(a)))
+    assert y.shape[0] == 1 and y.ndim == 2 and torch.isfinite(y).all()
