@@ -89,19 +89,8 @@ MLP_PARAMS = {"hidden": (128, 128), "n_models": 3, "max_epochs": 200, "patience"
 # Fixed-config GBDT used to *predict* source-device latencies (variant "predicted sources").
 SOURCE_GBDT = {"configs": ({"max_depth": 6, "eta": 0.1, "subsample": 0.8, "colsample_bytree": 0.8},),
                "n_folds": 3, "interval": False}
-
-
-def _flops(space: str, archs: list[Any]) -> np.ndarray | None:
-    """FLOPs of each arch from hwlat.spaces' kernel lists, when the space is available."""
-    try:
-        from hwlat.spaces import get_space
-        from hwlat.spaces._common import cost_totals
-
-        sp = get_space(SPACES[space][1])
-        return np.array([cost_totals(sp.encode(a))[0] for a in archs])
-    except Exception as e:  # noqa: BLE001  (optional row: report why it is missing)
-        print(f"  [{space}] FLOPs proxy unavailable: {type(e).__name__}: {e}")
-        return None
+# Variant "measured src + FLOPs/bytes": the space's cost-model totals as two analytical pseudo-sources.
+COST_PSEUDO_SOURCES = ("total_flops", "total_bytes_read")
 
 
 def bench_subnet(space: str, X: np.ndarray, lat: Any, devices: list[str], sizes: list[int], seed: int,
@@ -127,10 +116,13 @@ def bench_subnet(space: str, X: np.ndarray, lat: Any, devices: list[str], sizes:
     return rows
 
 
-def bench_transfer(space: str, X: np.ndarray, lat: Any, seeds: int, curve_ns: list[int], seed: int,
-                   log: Any) -> dict[str, Any]:
+def bench_transfer(space: str, X: np.ndarray, names: list[str], lat: Any, seeds: int, curve_ns: list[int],
+                   seed: int, log: Any) -> dict[str, Any]:
     proto = PROTOCOL[space]
     S_meas = lat[proto["sources"]].to_numpy()
+    # Analytical "devices": the space's FLOPs and bytes read, appended as pseudo-source columns.
+    cost_cols = [names.index(c) for c in COST_PSEUDO_SOURCES if c in names]
+    S_cost = np.hstack([S_meas, np.maximum(X[:, cost_cols], 1.0)]) if cost_cols else None
     # Realistic variant: source latencies of *unseen* archs come from each source device's own
     # predictor (GBDT on 1,000 measured archs), not from measurements.
     idx = np.random.default_rng(seed).permutation(len(X))[:1000]
@@ -138,11 +130,15 @@ def bench_transfer(space: str, X: np.ndarray, lat: Any, seeds: int, curve_ns: li
                        for j in range(S_meas.shape[1])], axis=1)
     fixed = {10: HELP_NB201_SAMPLES} if space == "nb201" else None
     out: dict[str, Any] = {"sources": proto["sources"], "targets": {}, "curve": {}}
-    flops = FLOPS_CACHE.get(space)
+    # FLOPs proxy row: the space's own FLOPs count (hwlat.spaces cost model) as the "prediction".
+    flops = X[:, names.index("total_flops")] if "total_flops" in names else None
     for tgt in proto["targets"]:
         y = lat[tgt].to_numpy()
         row: dict[str, Any] = {}
-        for variant, S in (("measured_sources", S_meas), ("predicted_sources", S_pred)):
+        variants = [("measured_sources", S_meas), ("predicted_sources", S_pred)]
+        if S_cost is not None:
+            variants.append(("measured_plus_cost_sources", S_cost))
+        for variant, S in variants:
             rows = transfer_curve(S, X, y, ns=(10,), seeds=tuple(range(seeds)), fixed_samples=fixed, score_on="all")
             rhos = [r["spearman"] for r in rows]
             row[variant] = {"spearman_first": rhos[0], "spearman_mean": float(np.mean(rhos)),
@@ -160,7 +156,6 @@ def bench_transfer(space: str, X: np.ndarray, lat: Any, seeds: int, curve_ns: li
     return out
 
 
-FLOPS_CACHE: dict[str, np.ndarray | None] = {}
 
 
 def _print_tables(results: dict[str, Any]) -> None:
@@ -205,6 +200,9 @@ def _print_tables(results: dict[str, Any]) -> None:
             [tr["targets"][d]["measured_sources"]["spearman_mean"] for d in targets])
         add("ours: transfer, predicted src (mean of draws)",
             [tr["targets"][d]["predicted_sources"]["spearman_mean"] for d in targets])
+        if all("measured_plus_cost_sources" in tr["targets"][d] for d in targets):
+            add("ours: transfer, measured src + FLOPs/bytes (mean)",
+                [tr["targets"][d]["measured_plus_cost_sources"]["spearman_mean"] for d in targets])
         con.print(t)
         ns = sorted({r["n_samples"] for rows in tr["curve"].values() for r in rows})
         c = Table(title=f"(b) {space}: transfer curve, mean Spearman / acc±10 % on the other archs vs N")
@@ -265,14 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        X, _names = arch_features(space, data.archs)
+        X, names = arch_features(space, data.archs)
         log(f"[{space}] {len(data.archs)} archs x {len(data.devices)} devices, {X.shape[1]} features")
         devices = data.devices if args.all_devices else SUBNET_DEVICES[space]
         if args.quick:
             devices = devices[:2]
         results["subnet"] += bench_subnet(space, X, data.latency, devices, sizes, args.seed, log)
-        FLOPS_CACHE[space] = _flops(space, data.archs)
-        results["transfer"][space] = bench_transfer(space, X, data.latency, seeds, curve_ns, args.seed, log)
+        results["transfer"][space] = bench_transfer(space, X, names, data.latency, seeds, curve_ns, args.seed, log)
     results["elapsed_s"] = round(time.monotonic() - start, 1)
     _print_tables(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)

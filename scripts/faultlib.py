@@ -315,7 +315,8 @@ class Trial:
     fault: str
     seed: int
     injected: int = 0           # faults actually delivered (kills, cuts, reboots, ENOSPC hits)
-    runs: int = 0               # hwlat runs until the campaign completed
+    runs: int = 0               # hwlat runs until the campaign completed (the last one verifies)
+    recovered_in_run: int = 0   # faulted runs that still finished every item (retried by themselves)
     seconds: float = 0.0
     audit: Audit | None = None
     errors: list[str] = field(default_factory=list)  # the one-line errors the faulted runs printed
@@ -338,7 +339,9 @@ def _faulted_run(t: Trial, proc: subprocess.Popen, timeout: float = 180) -> None
     t.runs += 1
     if os.environ.get("FAULTLIB_DEBUG"):
         print(f"[{t.fault} seed {t.seed}] rc={rc}\n{out[-1500:]}\n{err[-1500:]}", file=sys.stderr)
-    if rc != 0:
+    if rc == 0:
+        t.recovered_in_run += 1
+    else:
         line = error_line(err)
         t.errors.append(line or f"(exit {rc}, no 'hwlat: error:' line) {err.strip()[-200:]}")
 
@@ -548,8 +551,14 @@ def kill_sessions(sshd: SSHD) -> int:
     return kill_pids([p for p in sshd_sessions(sshd) if is_sshd(p)])
 
 
-def trust(home: Home, name: str) -> None:
-    hwlat(home, "devices", "trust", name, "--yes", check=True)
+def trust(home: Home, name: str, sshd: SSHD) -> None:
+    """Pin ``sshd``'s host key for device ``name`` in the home's known_hosts, as
+    ``hwlat devices trust NAME`` would after checking the fingerprint (no connection needed)."""
+    table = sshd.device_table()
+    host = table["host"] if table["port"] == 22 else f"[{table['host']}]:{table['port']}"
+    kind, b64 = sshd.host_key.with_suffix(".pub").read_text().split()[:2]
+    with open(home.root / "known_hosts", "a") as f:
+        f.write(f"{host} {kind} {b64}\n")
 
 
 def reboot(sshd: SSHD, workdir: Path, down_s: float = 1.0) -> None:
@@ -574,7 +583,7 @@ def trial_ssh_session_kill(base: Path, sshd: SSHD, seed: int, n_items: int = 16)
     home = Home(base)
     work = base / "remote work"
     home.write_devices({"dev": sshd.device_table(workdir=str(work))})
-    trust(home, "dev")
+    trust(home, "dev", sshd)
     models = make_models(base / "models", n_items, offset=seed % 13)
     proc = start_hwlat(home, "profile", "dev", "--models", str(base / "models"), *FAST)
     if wait_rows(home.profiles, "dev", rng.randint(1, n_items // 2), proc):
@@ -582,7 +591,8 @@ def trial_ssh_session_kill(base: Path, sshd: SSHD, seed: int, n_items: int = 16)
         if kill_sessions(sshd):
             t.injected += 1
     _faulted_run(t, proc)
-    t.runs += complete(home, "dev", base / "models")
+    if t.errors:
+        t.runs += complete(home, "dev", base / "models")
     t.audit = audit_store(home.profiles, "dev", models)
     t.seconds = time.monotonic() - t0
     return t
@@ -598,7 +608,7 @@ def trial_reboot(base: Path, sshd: SSHD, seed: int, n_items: int = 16, new_workd
     work = base / "dev work 1"
     table = sshd.device_table(workdir=str(work))
     home.write_devices({"dev": table})
-    trust(home, "dev")
+    trust(home, "dev", sshd)
     models = make_models(base / "models", n_items, offset=seed % 13)
     proc = start_hwlat(home, "profile", "dev", "--models", str(base / "models"), *FAST)
     if wait_rows(home.profiles, "dev", rng.randint(1, n_items // 2), proc):
@@ -609,7 +619,8 @@ def trial_reboot(base: Path, sshd: SSHD, seed: int, n_items: int = 16, new_workd
         shutil.rmtree(work, ignore_errors=True)
         work = base / "dev work 2"
         home.write_devices({"dev": {**table, "workdir": str(work)}})
-    t.runs += complete(home, "dev", base / "models")
+    if t.errors or new_workdir:
+        t.runs += complete(home, "dev", base / "models")
     t.audit = audit_store(home.profiles, "dev", models)
     if work.is_dir() and list(work.iterdir()):
         t.notes.append("run dir left on the device after a clean run")
@@ -732,7 +743,7 @@ def trial_link_cut(base: Path, sshd: NetnsSSHD, seed: int, n_items: int = 16, ho
     work = base / "remote work"
     home.write_devices({"dev": sshd.device_table(workdir=str(work), idle_timeout=idle_timeout,
                                                  connect_timeout=3.0)})
-    trust(home, "dev")
+    trust(home, "dev", sshd)
     models = make_models(base / "models", n_items, offset=seed % 13)
     proc = start_hwlat(home, "profile", "dev", "--models", str(base / "models"), *FAST)
     if wait_rows(home.profiles, "dev", rng.randint(1, n_items // 2), proc):
@@ -746,3 +757,45 @@ def trial_link_cut(base: Path, sshd: NetnsSSHD, seed: int, n_items: int = 16, ho
     t.audit = audit_store(home.profiles, "dev", models)
     t.seconds = time.monotonic() - t0
     return t
+
+
+# ---------------------------------------------------------------- fleet
+
+
+def trial_fleet(base: Path, servers: list[SSHD], seed: int, n_items: int = 5) -> tuple[Trial, dict[str, Any]]:
+    """``hwlat profile --all`` over one device per sshd in ``servers``, the last one down. Returns
+    the trial (audit over the working devices) and the fleet run's JSON per device."""
+    t = Trial("fleet_one_down", seed)
+    t0 = time.monotonic()
+    home = Home(base)
+    names = ["rpi 4", "jetson's", "nuc;x", "board $(x)", "phone `y`", "npu"][: len(servers) - 1] + ["dead board"]
+    home.write_devices({n: s.device_table(workdir=str(base / f"work{i}"), connect_timeout=2.0)
+                        for i, (n, s) in enumerate(zip(names, servers))})
+    for n, s in zip(names, servers):
+        trust(home, n, s)
+    servers[-1].stop()  # the broken device: pinned and configured, but its sshd is down
+    t.injected = 1
+    models = make_models(base / "models", n_items, offset=seed % 13)
+    r = hwlat(home, "profile", "--all", "--models", str(base / "models"), *FAST, "--json")
+    t.runs = 1
+    try:
+        res = {d["device"]: d for d in json.loads(r.stdout[r.stdout.index("["):])}
+    except ValueError:
+        res = {}
+        t.notes.append(f"no JSON from the fleet run (exit {r.returncode}): {r.stderr.strip()[-300:]}")
+    t.errors = [f"{n}: {d['error']}" for n, d in res.items() if d.get("error")]
+    audits = [audit_store(home.profiles, n, models) for n in names[:-1]]
+    t.audit = Audit(expected=sum(a.expected for a in audits), present=sum(a.present for a in audits),
+                    missing=sum(a.missing for a in audits), duplicates=sum(a.duplicates for a in audits),
+                    unexpected=sum(a.unexpected for a in audits),
+                    corrupt_files=[f for a in audits for f in a.corrupt_files],
+                    tmp_files=[f for a in audits for f in a.tmp_files], parts=sum(a.parts for a in audits))
+    for i, n in enumerate(names[:-1]):
+        if res.get(n, {}).get("error") or (base / f"work{i}").is_dir() and list((base / f"work{i}").iterdir()):
+            t.notes.append(f"{n}: error or run dir left: {res.get(n)}")
+            t.audit.tmp_files.append(f"{n}: not clean")
+    if r.returncode != 1 or "dead board" not in res or "cannot connect" not in str(res["dead board"].get("error")):
+        t.notes.append(f"the broken device was not reported as such (exit {r.returncode})")
+        t.audit.missing += 1
+    t.seconds = time.monotonic() - t0
+    return t, res

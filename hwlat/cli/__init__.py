@@ -62,6 +62,14 @@ def _global(
 
 def main() -> None:
     """Console-script entry point: one-line errors, non-zero exit codes."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    from hwlat.cli.common import err_console
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_time=False, show_path=False)])
     try:
         app()
     except HwlatError as e:

@@ -136,7 +136,10 @@ def _device_from_table(name: str, table: Any, path: Path) -> Device:
         kw[k] = v
     if "tags" in kw and not all(isinstance(t, str) for t in kw["tags"]):
         raise ConfigError(f"{path}: device {name!r} field 'tags' must be a list of strings")
-    return Device(name=name, **kw)
+    try:
+        return Device(name=name, **kw)
+    except ConfigError as e:  # name the file, as the type errors above do
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def load_devices(path: Path | str | None = None) -> dict[str, Device]:

@@ -10,7 +10,9 @@ from typing import Any
 from hwlat.errors import ConfigError
 
 RUNTIME_FORMAT = {"onnxruntime": "onnx", "tensorrt": "onnx", "tflite": "tflite", "benchmark_model": "tflite",
-                  "tflm": "tflite", "torch": "pt2"}
+                  "tflm": "tflite_int8", "torch": "pt2"}
+#: file name suffix of each format (the int8 one still ends in .tflite: TFLM loads it)
+SUFFIX = {"onnx": "onnx", "tflite": "tflite", "tflite_int8": "int8.tflite", "pt2": "pt2"}
 
 
 def format_for(runtime: str) -> str:
@@ -24,6 +26,8 @@ def export_module(module: Any, input_shape: tuple[int, ...], fmt: str, path: Pat
     """Write ``module`` (eval mode, input of ``input_shape``) to ``path`` in ``fmt``; atomic."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    if fmt == "pt2":
+        tmp = tmp.with_suffix(".pt2")  # torch.export.save insists on the suffix
     try:
         if fmt == "onnx":
             from hwlat.export.onnx_export import torch_to_onnx
@@ -35,10 +39,10 @@ def export_module(module: Any, input_shape: tuple[int, ...], fmt: str, path: Pat
             module = module.eval()
             ep = torch.export.export(module, (torch.randn(*input_shape),))
             torch.export.save(ep, str(tmp))
-        elif fmt == "tflite":
+        elif fmt in ("tflite", "tflite_int8"):
             from hwlat.export.tflite_export import torch_to_tflite
 
-            torch_to_tflite(module, input_shape, tmp)
+            torch_to_tflite(module, input_shape, tmp, quantize="int8" if fmt == "tflite_int8" else None)
         else:
             raise ConfigError(f"unknown export format {fmt!r}; use onnx, tflite or pt2")
         os.replace(tmp, path)

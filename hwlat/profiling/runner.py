@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from hwlat.devices import Device
@@ -204,10 +203,16 @@ def profile(device: Device, items: list[Item], store: ProfileStore | None = None
     attempt = 0
     pending: list[tuple[Item, str]] | None = None
     total = len(items)
+    run_dir: str | None = None
+    stale: list[str] = []  # run dirs of sessions whose connection dropped (not removed then)
     while True:
         try:
             with connect(device) as sess:
-                sess.make_run_dir()
+                for old in stale:
+                    sess.run_dir = old
+                    sess.remove_run_dir()
+                stale.clear()
+                run_dir = sess.make_run_dir()
                 upload_agent(sess)
                 fp = fingerprint(sess, device)
                 summary.fingerprint = fp
@@ -235,6 +240,9 @@ def profile(device: Device, items: list[Item], store: ProfileStore | None = None
                 and "authentication" not in str(e).lower() and pending is not None
             if transient and attempt < retries:
                 attempt += 1
+                if run_dir:
+                    stale.append(run_dir)
+                run_dir = None
                 time.sleep(min(30.0, 2.0 * 2 ** (attempt - 1)))
                 continue
             summary.error = str(e)

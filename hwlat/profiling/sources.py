@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from hwlat.export.formats import export_module, format_for
+from hwlat.export.formats import SUFFIX, export_module, format_for
 from hwlat.paths import profiles_root
 from hwlat.profiling.items import Item
 
 Tick = Callable[[int, int], None]
+log = logging.getLogger("hwlat")
 
 
 def cache_dir(kind: str, fmt: str) -> Path:
@@ -27,13 +29,27 @@ def kernel_items(suite: str, runtime: str, seed: int = 0, tick: Tick | None = No
 
     fmt = format_for(runtime)
     kernels = make_suite(suite, seed=seed)
+    paths: dict[int, Path] = {}
+    if fmt.startswith("tflite"):
+        # litert-torch takes seconds per model: convert in parallel worker processes, skip failures
+        from hwlat.export.tflite_export import export_kernels
+
+        outcomes = export_kernels(kernels, cache_dir("kernels", fmt), quantize="int8" if fmt == "tflite_int8" else None)
+        paths = {i: o.path for i, o in enumerate(outcomes) if o.path is not None}
+        failed = [o for o in outcomes if o.path is None]
+        if failed:  # reported, never silently dropped
+            log.warning("%d of %d kernels could not be exported to %s and are skipped; first: %s: %s",
+                        len(failed), len(outcomes), fmt, failed[0].kernel.type, failed[0].error)
+        kernels_ok = [(i, k) for i, k in enumerate(kernels) if i in paths]
+    else:
+        kernels_ok = list(enumerate(kernels))
     out = []
-    for i, k in enumerate(kernels):
-        path = export_kernel(k, fmt, cache_dir("kernels", fmt))
+    for i, k in kernels_ok:
+        path = paths.get(i) or export_kernel(k, fmt, cache_dir("kernels", fmt))
         out.append(Item(table="kernels", name=f"{k.type}:{path.stem}", file=path,
                         kernel_type=k.type, config=dict(k.config)))
         if tick:
-            tick(i + 1, len(kernels))
+            tick(len(out), len(kernels_ok))
     return out
 
 
@@ -56,7 +72,7 @@ def space_items(space_name: str, samples: int, runtime: str, seed: int = 0,
             continue
         seen.add(key)
         digest = hashlib.sha256(f"{space_name}:{key}".encode()).hexdigest()[:16]
-        path = cache_dir(f"spaces/{space_name}", fmt) / f"{space_name}-{digest}.{fmt}"
+        path = cache_dir(f"spaces/{space_name}", fmt) / f"{space_name}-{digest}.{SUFFIX[fmt]}"
         if not path.exists():
             export_module(space.build(arch), space.input_shape(arch), fmt, path)
         out.append(Item(table="models", name=path.name, file=path, space=space_name, arch=arch))
@@ -73,7 +89,7 @@ def zoo_items(runtime: str, names: list[str] | None = None, tick: Tick | None = 
     names = names or zoo.names()
     out = []
     for i, name in enumerate(names):
-        path = cache_dir("zoo", fmt) / f"{name}.{fmt}"
+        path = cache_dir("zoo", fmt) / f"{name}.{SUFFIX[fmt]}"
         if not path.exists():
             module, shape = zoo.get(name)
             export_module(module, shape, fmt, path)

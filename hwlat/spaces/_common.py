@@ -129,3 +129,29 @@ def require_mapping_keys(space: str, arch: Mapping[str, Any], required: Sequence
     extra = sorted(set(arch) - set(required) - set(optional))
     if extra:
         raise EncodingError(f"{space}: unknown field(s) {extra}; expected keys {list(required) + list(optional)}")
+
+
+def resolution_of(space: str, arch: Mapping[str, Any], allowed: Sequence[int], default: int = 224) -> int:
+    """Input resolution from ``r`` / ``image_size`` / ``resolution`` (int or ``[int]``), validated."""
+    rkeys = [k for k in ("r", "image_size", "resolution") if k in arch]
+    if len(rkeys) > 1:
+        raise EncodingError(f"{space}: resolution given twice ({', '.join(rkeys)}); give only 'r'")
+    r_raw = arch[rkeys[0]] if rkeys else default
+    if isinstance(r_raw, (list, tuple, np.ndarray)):
+        if len(r_raw) != 1:
+            raise EncodingError(f"{space}: 'r' as a list must hold one value, got {list(r_raw)}")
+        r_raw = r_raw[0]
+    r = as_int(space, '"r"', r_raw)
+    check_in(space, '"r"', r, allowed)
+    return r
+
+
+def width_of(space: str, arch: Mapping[str, Any], allowed: Sequence[float], default: float) -> float:
+    """Width multiplier from ``wid`` / ``width_mult`` (None or absent: ``default``), validated."""
+    wkeys = [k for k in ("wid", "width_mult") if k in arch]
+    if len(wkeys) > 1:
+        raise EncodingError(f"{space}: width given twice ({', '.join(wkeys)}); give only 'wid'")
+    wv = arch[wkeys[0]] if wkeys else None
+    wid = default if wv is None else round(as_float(space, '"wid"', wv), 6)
+    check_in(space, '"wid"', wid, allowed)
+    return wid

@@ -173,9 +173,8 @@ class NB201Space(SearchSpace):
         return list(_encode(self.canonical(arch)))
 
     def build(self, arch: Arch) -> nn.Module:
-        from hwlat.spaces._torch_nb201 import TinyNetwork
-
         from hwlat.spaces import _torch_blocks as tb
+        from hwlat.spaces._torch_nb201 import TinyNetwork
 
         return tb.finish(TinyNetwork(_ops(self.canonical(arch)), CHANNELS, N_CELLS, N_CLASSES))
 
@@ -199,7 +198,7 @@ def _ops(s: str) -> list[str]:
     return list(m.groups())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _canonical_string(ops: tuple[str, ...]) -> str:
     live = [o != "none" for o in ops]
     fwd = {0}  # nodes reachable from node 0
@@ -237,7 +236,7 @@ def cell_graph(g: MiniGraph, x: int, ops: Sequence[str]) -> int:
     return g.mul_const(x) if out is None else out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _encode(s: str) -> tuple[Kernel, ...]:
     ops = _ops(s)
     g = MiniGraph((3, R, R))
@@ -255,7 +254,7 @@ def _encode(s: str) -> tuple[Kernel, ...]:
     return tuple(g.kernels())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _features(s: str) -> np.ndarray:
     ops = _ops(s)
     onehot = np.zeros((6, len(OPS)))

@@ -316,29 +316,27 @@ class OFAMobileNetV3Space(SearchSpace):
         t = _tables()
         n = len(ks)
         active = (np.arange(MAX_DEPTH)[None, None, :] < d[:, :, None]).reshape(n, N_BLOCKS)
+        # one-hot by comparison (cheaper than scatter); inactive blocks stay all-zero
+        onehot = np.concatenate([(ks[:, :, None] == np.asarray(KS)) & active[:, :, None],
+                                 (e[:, :, None] == np.asarray(ES)) & active[:, :, None]], axis=2)
         ki = np.searchsorted(KS, np.where(active, ks, 3))
         ei = np.searchsorted(ES, np.where(active, e, 3))
-        onehot = np.zeros((n, N_BLOCKS, 6), dtype=np.float64)
-        rows = np.arange(n)[:, None]
-        cols = np.arange(N_BLOCKS)[None, :]
-        onehot[rows, cols, ki] = active
-        onehot[rows, cols, 3 + ei] = active
         ri = (r - R_MIN) // R_STEP
         wi = (np.round(wid, 6) == 1.2).astype(np.int64)
-        pos_first = (np.arange(N_BLOCKS) % MAX_DEPTH == 0).astype(np.int64)[None, :]
-        stage = (np.arange(N_BLOCKS) // MAX_DEPTH)[None, :]
-        # block metrics: table[wid, stage, first?, ks, e, r, metric]
-        bm = t["block"][wi[:, None], stage, 1 - pos_first, ki, ei, ri[:, None]]  # (n, 20, 4)
-        bm = bm * active[:, :, None]
+        # flat index into block[wid, stage, first?, ks, e, r]: one gather instead of six-way fancy indexing
+        blk = np.arange(N_BLOCKS)
+        base = ((blk // MAX_DEPTH) * 2 + (blk % MAX_DEPTH != 0)) * 9  # (stage, first?) part, (20,)
+        flat = ((wi[:, None] * (N_STAGES * 2 * 9) + base[None, :] + ki * 3 + ei) * len(RS) + ri[:, None])
+        bm = t["block_flat"][flat] * active[:, :, None]  # (n, 20, 4)
         per_stage = bm.reshape(n, N_STAGES, MAX_DEPTH, len(METRICS)).sum(axis=2)  # (n, 5, 4)
         # fixed parts depend on the final spatial size, which depends only on r
         totals = per_stage.sum(axis=1) + t["fixed"][wi, ri]
         stage_flops = per_stage[:, :, 0]
         stage_bytes = per_stage[:, :, 2] + per_stage[:, :, 3]
         return np.concatenate([
-            onehot.reshape(n, -1), d.astype(np.float64), r[:, None].astype(np.float64), wid[:, None],
-            active.sum(axis=1, keepdims=True).astype(np.float64), totals, stage_flops, stage_bytes,
-        ], axis=1)
+            onehot.reshape(n, -1), d, r[:, None], wid[:, None],
+            active.sum(axis=1, keepdims=True), totals, stage_flops, stage_bytes,
+        ], axis=1, dtype=np.float64)
 
 
 _KNOWN = frozenset({"ks", "e", "d", "r", "image_size", "resolution", "wid", "width_mult"})
@@ -379,6 +377,7 @@ def _tables() -> dict[str, np.ndarray]:
                 h = hs
             fixed[wi, ri] = cost_totals(space._stem_kernels(r, wid) + space._head_kernels(h, wid))
     _TABLES["block"] = block
+    _TABLES["block_flat"] = block.reshape(-1, len(METRICS))
     _TABLES["fixed"] = fixed
     return _TABLES
 

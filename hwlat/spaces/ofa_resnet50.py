@@ -27,7 +27,16 @@ import numpy as np
 
 from hwlat.errors import EncodingError
 from hwlat.kernels.base import Kernel
-from hwlat.spaces._common import as_float, as_int, check_in, conv_out, cost_totals, int_list, kernel, make_divisible
+from hwlat.spaces._common import (
+    as_float,
+    as_int,
+    check_in,
+    conv_out,
+    cost_totals,
+    int_list,
+    kernel,
+    make_divisible,
+)
 from hwlat.spaces.base import Arch, SearchSpace, register
 
 if TYPE_CHECKING:

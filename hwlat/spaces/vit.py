@@ -14,15 +14,13 @@ embedding → L pre-norm blocks (LN → qkv linear (3·heads·64, head dim 64 as
 attention → proj linear → + residual; LN → fc1 + GELU → fc2 → + residual) → LN → cls token →
 linear 1000. ``r`` ∈ 32..384, a multiple of 16.
 
-Known schema gap: docs/kernels.md's ``conv2d`` has "same-style" padding k//2, so the patch-embedding
-conv (padding 0) is described as k=16, s=16 whose schema output is (r/16 + 1)² instead of (r/16)²; both
-this encoder and the decomposition use the schema's shapes.
+The patch-embedding conv (kernel = stride = 16, no padding) is the ``patch_embed`` kernel.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -117,7 +115,7 @@ class ViTSpace(SearchSpace):
         D, r = a["embed_dim"], a["r"]
         n = (r // PATCH) ** 2
         T = n + 1
-        out = [kernel("conv2d", h=r, w=r, cin=3, cout=D, k=PATCH, s=PATCH, groups=1, residual=0),
+        out = [kernel("patch_embed", h=r, w=r, cin=3, cout=D, p=PATCH),
                kernel("transpose", a=D, b=n),
                kernel("concat", outer=1, cout=T, inner=D, n_inputs=2),
                kernel("add", c=D, hw=T, broadcast=0)]

@@ -102,6 +102,8 @@ class ProfileStore:
         try:
             meta = pq.read_schema(p).metadata or {}
             version = int(meta.get(META_KEY, b"0"))
+        except FileNotFoundError:
+            raise  # removed by a concurrent compaction: callers retry, it is not corrupt
         except Exception as e:  # noqa: BLE001  (pyarrow raises several types for garbage)
             raise StoreError(f"corrupt profile file {p} ({type(e).__name__}); move it aside or delete it, "
                              "then re-run `hwlat profile` to re-measure its rows") from None
@@ -112,6 +114,8 @@ class ProfileStore:
             raise StoreError(f"{p} is not an hwlat profile file (no schema version); move it out of {p.parent}")
         try:
             return pq.read_table(p)
+        except FileNotFoundError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise StoreError(f"corrupt profile file {p} ({type(e).__name__}); move it aside or delete it, "
                              "then re-run `hwlat profile` to re-measure its rows") from None
@@ -228,9 +232,14 @@ class ProfileStore:
 
     def remove_temp_files(self) -> int:
         """Delete temp files left by a writer that was killed mid-write."""
+        if not self.path.is_dir():
+            return 0
+        with self.lock():  # writers hold the lock while their temp file exists
+            return self._remove_temp_files_locked()
+
+    def _remove_temp_files_locked(self) -> int:
         n = 0
-        for t in TABLES:
-            d = self.table_dir(t)
+        for d in [self.path, *(self.table_dir(t) for t in TABLES)]:  # device.json's temp files too
             if d.is_dir():
                 for p in d.glob(".tmp-*"):
                     with contextlib.suppress(OSError):

@@ -153,14 +153,15 @@ class SSHSession(Session):
             while True:
                 try:
                     chunk = chan.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     chunk = None
                 if chan.recv_stderr_ready():
                     err = (err + chan.recv_stderr(65536))[-8192:]
                 if chunk is None:
                     if time.monotonic() - last > idle_timeout:
-                        raise AgentError(f"device {self.device.name!r}: agent silent for {idle_timeout:.0f} s; "
-                                         "gave up on it (raise idle_timeout in devices.toml for very slow models)")
+                        raise AgentError(f"device {self.device.name!r}: agent silent for {idle_timeout:.0f} s (hung, or the "
+                                         "network link to the device is down); gave up on it (raise idle_timeout "
+                                         "in devices.toml for very slow models)")
                     if not self.client.get_transport() or not self.client.get_transport().is_active():  # type: ignore[union-attr]
                         raise DeviceError(f"device {self.device.name!r}: SSH connection dropped mid-run")
                     continue
@@ -178,10 +179,11 @@ class SSHSession(Session):
             deadline = time.monotonic() + 10
             while not chan.exit_status_ready() and time.monotonic() < deadline and self._alive():
                 time.sleep(0.05)
-            if not chan.exit_status_ready() and not self._alive():
-                # the connection died, not the agent: a transient failure the runner retries
-                raise DeviceError(f"device {self.device.name!r}: SSH connection dropped mid-run")
             rc = chan.recv_exit_status() if chan.exit_status_ready() else -1
+            if rc == -1 and not self._alive():
+                # the connection died, not (as far as we know) the agent: a transient failure
+                # that the runner retries with the items still unmeasured
+                raise DeviceError(f"device {self.device.name!r}: SSH connection dropped mid-run")
         except (OSError, EOFError, paramiko.SSHException) as e:
             raise DeviceError(f"device {self.device.name!r}: SSH connection dropped mid-run ({e or type(e).__name__})") from None
         finally:

@@ -1,0 +1,141 @@
+"""`hwlat quickstart`: profile → train → evaluate → predict on a local device, in minutes.
+
+Resumable: exports are cached and measured items are skipped, so an interrupted quickstart
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import typer
+
+from hwlat.cli.common import console, err_console, fmt_ms, print_json
+from hwlat.errors import ConfigError, HwlatError
+
+DEFAULT_ZOO = ("mobilenet_v3_small", "mobilenet_v2", "resnet18")
+
+
+def quickstart_command(
+    device: str = typer.Option("local", "--device", "-d", help="Device to profile (built-in: local, local-2t, …)."),
+    subnets: int = typer.Option(40, "--subnets", help="Random ofa_mbv3 subnets to profile."),
+    zoo_models: str = typer.Option(",".join(DEFAULT_ZOO), "--zoo", help="Comma-separated zoo models to profile."),
+    fast: bool = typer.Option(False, "--fast", help="Fewer subnets (15), shorter measurements, GBDT only."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="gbdt, mlp or both (default: both; gbdt with --fast)."),
+    max_time: Optional[float] = typer.Option(None, "--max-time", help="Time cap per measured item in seconds."),
+    json_out: bool = typer.Option(False, "--json", help="JSON summary for scripting."),
+) -> None:
+    """The main job: profile the quick kernel suite, some ofa_mbv3 subnets and a few zoo models on
+    DEVICE, train the predictors, print held-out accuracy and a zoo model's prediction next to its
+    measurement."""
+    from hwlat import zoo
+    from hwlat.cli.predict_cmd import _metric_table, summary_rows, training_progress
+    from hwlat.cli.progress import profiling_progress, simple_progress
+    from hwlat.devices import get_device
+    from hwlat.predictors.training import is_holdout, train
+    from hwlat.profiling import profile
+    from hwlat.profiling.sources import kernel_items, space_items, zoo_items
+    from hwlat.store import ProfileStore
+
+    t0 = time.monotonic()
+    dev = get_device(device)
+    if fast and subnets == 40:
+        subnets = 15
+    kinds = {"gbdt": ["gbdt"], "mlp": ["mlp"], "both": ["gbdt", "mlp"]}.get(kind or ("gbdt" if fast else "both"))
+    if kinds is None:
+        raise ConfigError(f"--kind {kind!r}: use gbdt, mlp or both")
+    names = [z.strip() for z in zoo_models.split(",") if z.strip()]
+    for z in names:
+        if z not in zoo.names():
+            raise ConfigError(f"--zoo: unknown zoo model {z!r}; known: {', '.join(zoo.names())}")
+    measure = {"max_time_s": max_time if max_time is not None else (0.15 if fast else 0.3),
+               "min_runs": 10, "warmup_max_s": 0.1}
+    timings: dict[str, float] = {}
+
+    # 1. export (cached by content: a re-run skips this)
+    t = time.monotonic()
+    quiet = json_out
+    with _maybe(simple_progress, "exporting quick kernel suite", quiet) as tick:
+        items = kernel_items("quick", dev.runtime, tick=tick)
+    if subnets > 0:
+        with _maybe(simple_progress, f"exporting {subnets} ofa_mbv3 subnets", quiet) as tick:
+            items += space_items("ofa_mbv3", subnets, dev.runtime, seed=0, tick=tick)
+    if names:
+        with _maybe(simple_progress, "exporting zoo models", quiet) as tick:
+            items += zoo_items(dev.runtime, names, tick=tick)
+    timings["export_s"] = time.monotonic() - t
+
+    # 2. profile (resumable)
+    t = time.monotonic()
+    store = ProfileStore(dev.name)
+    if quiet:
+        summary = profile(dev, items, store, measure=measure)
+    else:
+        with profiling_progress(dev.name) as cb:
+            summary = profile(dev, items, store, measure=measure, progress=cb)
+    timings["profile_s"] = time.monotonic() - t
+    if summary.error:
+        raise HwlatError(summary.error)
+    if not quiet:
+        console.print(f"[bold]{dev.name}[/]: measured {summary.measured}, already stored {summary.skipped}, "
+                      f"failed {len(summary.failed)} of {summary.planned}")
+        for n, why in summary.failed[:5]:
+            err_console.print(f"  [red]failed[/] {n}: {why}")
+
+    # 3. train + evaluate
+    results = []
+    for k in kinds:
+        t = time.monotonic()
+        with training_progress(f"training {k}", quiet) as cb:
+            res = train(dev.name, k, fast=fast, progress=cb)
+        timings[f"train_{k}_s"] = time.monotonic() - t
+        results.append(res)
+        if not quiet:
+            console.print(_metric_table(f"{dev.name} {k}: held-out accuracy", summary_rows(res.evaluation)))
+            for n in res.notes:
+                err_console.print(f"  note: {n}")
+
+    # 4. a zoo model: prediction next to its measurement
+    shown: list[dict[str, Any]] = []
+    if names:
+        models = store.models()
+        for z in names:
+            rows = models[(models["space"] == "zoo") & (models["name"] == z)]
+            if not len(rows):
+                continue
+            row = rows.iloc[-1]
+            module, shape = zoo.get(z)
+            for res in results:
+                p = res.predictor.predict(module, input_shape=shape)
+                shown.append({"model": z, "kind": res.predictor.kind, "predicted_ms": p.latency_ms,
+                              "low_ms": p.low_ms, "high_ms": p.high_ms, "measured_ms": float(row["median_ms"]),
+                              "held_out": is_holdout(str(row["item_key"]), res.predictor.manifest["holdout"]),
+                              "error": p.latency_ms / float(row["median_ms"]) - 1.0})
+            break
+    timings["total_s"] = time.monotonic() - t0
+    if json_out:
+        print_json({"device": dev.name, "profile": summary.to_dict(), "timings": timings, "zoo_prediction": shown,
+                    "evaluation": {r.predictor.kind: r.evaluation["summary"] for r in results},
+                    "predictors": [str(r.directory) for r in results]})
+        return
+    for s in shown:
+        console.print(f"[bold]{s['model']}[/] ({s['kind']}): predicted [bold]{fmt_ms(s['predicted_ms'])} ms[/] "
+                      f"(90 % interval {fmt_ms(s['low_ms'])}–{fmt_ms(s['high_ms'])}), measured "
+                      f"{fmt_ms(s['measured_ms'])} ms, error {100 * s['error']:+.1f} % "
+                      f"({'held out' if s['held_out'] else 'its measurement was in the training data'})")
+    console.print(f"done in {timings['total_s']:.0f} s (export {timings['export_s']:.0f} s, profiling "
+                  f"{timings['profile_s']:.0f} s). Next: `hwlat predict MODEL.onnx --device {dev.name}`, "
+                  f"`hwlat eval {dev.name} --plot eval.png`")
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: object) -> None:
+        return None
+
+
+def _maybe(cm: Any, desc: str, quiet: bool) -> Any:
+    return _Null() if quiet else cm(desc)

@@ -1,0 +1,145 @@
+"""Predictor features: per-kernel vectors (config + cost model), whole-model aggregates, subnet features.
+
+Kernel features have **fixed names per kernel type** (derived from the type's config fields, so a
+new kernel type needs no change here): every int field as ``log1p(value)`` (``log_<field>``), every
+string field one-hot over its known categories (``act=relu``), then the cost-model quantities of
+:func:`hwlat.kernels.describe` as ``log1p`` (``log_flops`` …). Latency spans five orders of
+magnitude and scales roughly multiplicatively with sizes, so logs help the MLP (trees don't care).
+
+The *pooled* feature set (one model for all types, used for types with too few samples) is a
+type one-hot plus the union of every type's features, 0 where a type has no such field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hwlat.kernels.base import ACTIVATIONS, Kernel, get, names
+from hwlat.kernels.derived import DERIVED_FIELDS, describe
+
+#: Known values of string config fields; a value outside its list only sets no one-hot bit.
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "act": ACTIVATIONS,
+    "gate": ACTIVATIONS,
+    "mode": ("max", "avg"),
+}
+
+#: Bumped when the meaning of a feature changes (stored in predictor metadata).
+FEATURE_VERSION = 1
+
+
+def _categories(field: str) -> tuple[str, ...]:
+    return CATEGORIES.get(field, ())
+
+
+def kernel_feature_names(kernel_type: str) -> list[str]:
+    """Fixed feature names of one kernel type."""
+    kt = get(kernel_type)
+    out: list[str] = []
+    for f, typ in kt.fields.items():
+        if typ is str:
+            out += [f"{f}={v}" for v in _categories(f)]
+        else:
+            out.append(f"log_{f}")
+    return out + [f"log_{d}" for d in DERIVED_FIELDS]
+
+
+def pooled_feature_names(types: Sequence[str] | None = None) -> list[str]:
+    """Feature names of the pooled all-types model: type one-hot, then the union of type features."""
+    types = list(types) if types is not None else names()
+    seen: dict[str, None] = {}
+    for t in types:
+        for n in kernel_feature_names(t):
+            seen.setdefault(n, None)
+    return [f"type={t}" for t in types] + list(seen)
+
+
+def kernel_feature_dict(kernel: Kernel) -> dict[str, float]:
+    """Every feature of ``kernel`` by name (type features plus its ``type=`` bit)."""
+    kt = get(kernel.type)
+    cfg = kt.validate(kernel.config)
+    out: dict[str, float] = {f"type={kernel.type}": 1.0}
+    for f, typ in kt.fields.items():
+        v = cfg[f]
+        if typ is str:
+            out[f"{f}={v}"] = 1.0
+        else:
+            out[f"log_{f}"] = float(np.log1p(max(float(v), 0.0)))
+    for d, v in describe(Kernel(kernel.type, cfg)).items():
+        out[f"log_{d}"] = float(np.log1p(max(float(v), 0.0)))
+    return out
+
+
+def feature_matrix(dicts: Sequence[Mapping[str, float]], feature_names: Sequence[str]) -> np.ndarray:
+    """Rows of ``dicts`` laid out in ``feature_names`` order (0 for absent features)."""
+    X = np.zeros((len(dicts), len(feature_names)), dtype=np.float64)
+    col = {n: j for j, n in enumerate(feature_names)}
+    for i, d in enumerate(dicts):
+        for n, v in d.items():
+            j = col.get(n)
+            if j is not None:
+                X[i, j] = v
+    return X
+
+
+def kernel_features(kernels: Sequence[Kernel], feature_names: Sequence[str]) -> np.ndarray:
+    """Feature matrix (n, d) of ``kernels`` in ``feature_names`` order."""
+    return feature_matrix([kernel_feature_dict(k) for k in kernels], feature_names)
+
+
+def kernels_from_rows(kernel_types: Iterable[str], configs: Iterable[str | Mapping[str, Any]]) -> list[Kernel]:
+    """Kernels from profile-store rows (``kernel_type`` and JSON ``config`` columns)."""
+    out = []
+    for t, c in zip(kernel_types, configs, strict=True):
+        cfg = json.loads(c) if isinstance(c, str) else dict(c)
+        out.append(get(t).make(**cfg))
+    return out
+
+
+def as_kernel(k: Kernel | Mapping[str, Any]) -> Kernel:
+    """A Kernel from a Kernel or a ``{"type", "config"}`` dict (as in ``Kernel.to_dict``)."""
+    if isinstance(k, Kernel):
+        return k
+    return get(str(k["type"])).make(**dict(k["config"]))
+
+
+# ---- whole-model aggregates ------------------------------------------------------------------
+
+def model_feature_names(types: Sequence[str] | None = None) -> list[str]:
+    """Names of :func:`model_features`: totals, then per-type kernel counts and time shares."""
+    types = list(types) if types is not None else names()
+    return (["log_sum_pred_ms", "log_n_kernels", "log_flops", "log_params", "log_bytes", "log_max_kernel_ms"]
+            + [f"n_{t}" for t in types] + [f"share_{t}" for t in types])
+
+
+def model_features(kernels: Sequence[Kernel], kernel_ms: np.ndarray, types: Sequence[str] | None = None
+                   ) -> np.ndarray:
+    """Aggregate features of one model from its kernels and their predicted latencies (ms)."""
+    types = list(types) if types is not None else names()
+    ms = np.asarray(kernel_ms, dtype=np.float64)
+    total = float(ms.sum())
+    flops = params = nbytes = 0.0
+    n_t = dict.fromkeys(types, 0.0)
+    s_t = dict.fromkeys(types, 0.0)
+    for k, m in zip(kernels, ms, strict=True):
+        d = describe(k)
+        flops += d["flops"]
+        params += d["params"]
+        nbytes += d["bytes_read"] + d["bytes_written"]
+        if k.type in n_t:
+            n_t[k.type] += 1.0
+            s_t[k.type] += float(m)
+    head = [np.log(max(total, 1e-9)), np.log1p(len(kernels)), np.log1p(flops), np.log1p(params),
+            np.log1p(nbytes), np.log(max(float(ms.max()) if len(ms) else 0.0, 1e-9))]
+    return np.asarray(head + [n_t[t] for t in types] + [s_t[t] / max(total, 1e-12) for t in types])
+
+
+# ---- subnets ------------------------------------------------------------------------------------
+
+def subnet_features(space: Any, archs: Sequence[Any]) -> np.ndarray:
+    """Arch features of a search space (encoding + aggregates), ``space.features_batch``."""
+    return np.asarray(space.features_batch(list(archs)), dtype=np.float64)

@@ -1,0 +1,257 @@
+"""Kernel-level latency models: one estimator per kernel type (plus a pooled fallback), and the
+whole-model pieces on top of the kernel sum (per-device overhead, optional residual correction).
+
+Whole-model latency = overhead(Σ kernel predictions, number of kernels) [× residual correction].
+Kernels measured alone pay no inter-kernel effects (cache reuse, scheduling, memory planning) and a
+per-call launch cost the graph pays once, so the sum is biased in a device-specific way; a robust
+affine fit on whole-model measurements removes most of that bias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwlat.errors import PredictorError
+from hwlat.kernels.base import Kernel, names
+from hwlat.predictors.artifacts import PredictorArtifact, load_predictor, save_predictor
+from hwlat.predictors.features import (
+    feature_matrix,
+    kernel_feature_dict,
+    kernel_feature_names,
+    model_feature_names,
+    model_features,
+    pooled_feature_names,
+)
+from hwlat.predictors.range_check import RangeCheck
+
+POOLED = "_pooled"
+KINDS = ("gbdt", "mlp")
+Progress = Callable[[str, int, int], None]
+
+
+def make_estimator(kind: str, n_samples: int, fast: bool = False, seed: int = 0) -> Any:
+    """A fresh GBDT or MLP estimator sized for ``n_samples`` training rows."""
+    if kind == "gbdt":
+        from hwlat.predictors.gbdt import DEFAULT_CONFIGS, GBDTRegressor
+
+        configs = DEFAULT_CONFIGS[:2] if fast else DEFAULT_CONFIGS
+        return GBDTRegressor(configs=configs, budget_s=2.0 if fast else 8.0, seed=seed)
+    if kind == "mlp":
+        from hwlat.predictors.mlp import MLPRegressor
+
+        return MLPRegressor(hidden=(64, 64) if n_samples < 200 else (128, 128), n_models=3,
+                            max_epochs=150 if fast else 400, patience=20 if fast else 30, seed=seed)
+    raise PredictorError(f"unknown predictor kind {kind!r}; use one of {', '.join(KINDS)}")
+
+
+def _fitted_part(model: Any, feature_names: list[str], X: np.ndarray, y: np.ndarray,
+                 extra: dict[str, Any]) -> PredictorArtifact:
+    meta = {"kind": model.kind, "feature_names": feature_names, "n_train": int(len(y)), "X": X, "y": y, **extra}
+    return PredictorArtifact(model=model, meta=meta, range_check=RangeCheck(feature_names).fit(X))
+
+
+class KernelLevelModel:
+    """Per-type estimators (types with ≥ ``min_samples`` measurements) and a pooled all-types
+    estimator (type one-hot) for the rest. ``predict`` says which model served each kernel."""
+
+    def __init__(self, kind: str = "gbdt", min_samples: int = 24, fast: bool = False, seed: int = 0) -> None:
+        if kind not in KINDS:
+            raise PredictorError(f"unknown predictor kind {kind!r}; use one of {', '.join(KINDS)}")
+        self.kind = kind
+        self.min_samples = min_samples
+        self.fast = fast
+        self.seed = seed
+        self.parts: dict[str, PredictorArtifact] = {}
+        self.trained_types: dict[str, int] = {}
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(self, kernels: Sequence[Kernel], y: np.ndarray, progress: Progress | None = None) -> KernelLevelModel:
+        """Fit on kernels and their measured latencies (ms)."""
+        y = np.asarray(y, dtype=np.float64)
+        if len(kernels) != len(y) or not len(y):
+            raise PredictorError(f"kernel training set is empty or mismatched ({len(kernels)} kernels, "
+                                 f"{len(y)} latencies); profile kernels first with `hwlat profile DEVICE --suite quick`")
+        dicts = [kernel_feature_dict(k) for k in kernels]
+        by_type: dict[str, list[int]] = {}
+        for i, k in enumerate(kernels):
+            by_type.setdefault(k.type, []).append(i)
+        self.trained_types = {t: len(ix) for t, ix in sorted(by_type.items())}
+        own = [t for t, ix in sorted(by_type.items()) if len(ix) >= self.min_samples]
+        total = len(own) + 1
+        self.parts = {}
+        for step, t in enumerate(own):
+            if progress:
+                progress(f"{self.kind} {t}", step, total)
+            ix = np.asarray(by_type[t])
+            fn = kernel_feature_names(t)
+            X = feature_matrix([dicts[i] for i in ix], fn)
+            est = make_estimator(self.kind, len(ix), self.fast, self.seed).fit(X, y[ix])
+            self.parts[t] = _fitted_part(est, fn, X, y[ix], {"kernel_type": t})
+        if progress:
+            progress(f"{self.kind} pooled", len(own), total)
+        fn = pooled_feature_names(names())
+        X = feature_matrix(dicts, fn)
+        est = make_estimator(self.kind, len(y), self.fast, self.seed).fit(X, y)
+        self.parts[POOLED] = _fitted_part(est, fn, X, y, {"kernel_type": POOLED})
+        if progress:
+            progress(f"{self.kind} done", total, total)
+        return self
+
+    # -- prediction -----------------------------------------------------------------------------
+    def source_of(self, kernel_type: str) -> str:
+        """Which model serves ``kernel_type``: its own or the pooled one."""
+        return kernel_type if kernel_type in self.parts and kernel_type != POOLED else POOLED
+
+    def predict(self, kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str],
+                                                           list[list[str]]]:
+        """(mean, low, high, source model per kernel, out-of-range feature names per kernel)."""
+        n = len(kernels)
+        mean, low, high = np.zeros(n), np.zeros(n), np.zeros(n)
+        src = [self.source_of(k.type) for k in kernels]
+        oor: list[list[str]] = [[] for _ in range(n)]
+        groups: dict[str, list[int]] = {}
+        for i, s in enumerate(src):
+            groups.setdefault(s, []).append(i)
+        for s, ix in groups.items():
+            part = self.parts[s]
+            dicts = [kernel_feature_dict(kernels[i]) for i in ix]
+            X = feature_matrix(dicts, part.feature_names)
+            m, lo, hi = part.predict(X, return_interval=True)
+            mean[ix], low[ix], high[ix] = m, lo, hi
+            mask = part.range_check.mask(X)
+            fnames = part.feature_names
+            for r, i in enumerate(ix):
+                k = kernels[i]
+                if s == POOLED and k.type not in self.trained_types:
+                    oor[i].append(f"{k.type}: kernel type not in training data")
+                oor[i] += [f"{k.type}.{fnames[j]}" for j in np.flatnonzero(mask[r])
+                           if not fnames[j].startswith("type=")]
+        return mean, low, high, src, oor
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, directory: str | Path, device: str, fingerprint_id: str | None,
+             metrics: dict[str, dict[str, Any]] | None = None) -> list[str]:
+        """Each part to ``directory/<type>/`` (``_pooled`` for the pooled model) via save_predictor."""
+        d = Path(directory)
+        for name, part in self.parts.items():
+            if "X" not in part.meta:
+                raise PredictorError("only a freshly fitted kernel model can be saved")
+            save_predictor(d / name, part.model, device=device, feature_names=part.feature_names,
+                           X_train=part.meta["X"], y_train=part.meta["y"], fingerprint_id=fingerprint_id,
+                           metrics=(metrics or {}).get(name, {}),
+                           extra={"kernel_type": name, "level": "kernel"})
+        return sorted(self.parts)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str, kind: str, part_names: Sequence[str],
+             trained_types: dict[str, int], min_samples: int) -> KernelLevelModel:
+        m = cls(kind=kind, min_samples=min_samples)
+        m.trained_types = dict(trained_types)
+        for name in part_names:
+            m.parts[name] = load_predictor(Path(directory) / name, expected_device=device)
+        if POOLED not in m.parts:
+            raise PredictorError(f"predictor at {directory} has no pooled kernel model; retrain with "
+                                 f"`hwlat train {device}`")
+        return m
+
+
+# ---- whole-model overhead ----------------------------------------------------------------------
+
+class OverheadModel:
+    """``measured ≈ a·Σkernels + b·n_kernels + c`` fitted robustly on relative error.
+
+    With fewer than 8 models only the scale ``a`` is fitted (median ratio). ``q_lo``/``q_hi``
+    are the 5 %/95 % quantiles of the log residuals of the fit (the whole-model error the kernel
+    intervals do not explain).
+    """
+
+    def __init__(self) -> None:
+        self.a, self.b, self.c = 1.0, 0.0, 0.0
+        self.q_lo, self.q_hi = 0.0, 0.0
+        self.n = 0
+
+    def fit(self, sum_ms: np.ndarray, n_kernels: np.ndarray, measured: np.ndarray) -> OverheadModel:
+        S = np.asarray(sum_ms, dtype=np.float64)
+        N = np.asarray(n_kernels, dtype=np.float64)
+        y = np.asarray(measured, dtype=np.float64)
+        self.n = len(y)
+        if self.n == 0:
+            return self
+        if self.n < 8:
+            self.a, self.b, self.c = float(np.median(y / S)), 0.0, 0.0
+        else:
+            from scipy.optimize import least_squares
+
+            def resid(p: np.ndarray) -> np.ndarray:
+                return (p[0] * S + p[1] * N + p[2]) / y - 1.0
+
+            x0 = np.array([float(np.median(y / S)), 0.0, 0.0])
+            sol = least_squares(resid, x0, loss="soft_l1", f_scale=0.05)
+            self.a, self.b, self.c = (float(v) for v in sol.x)
+        r = np.log(y / self.predict(S, N))
+        self.q_lo, self.q_hi = (float(v) for v in np.quantile(r, [0.05, 0.95]))
+        return self
+
+    def predict(self, sum_ms: np.ndarray, n_kernels: np.ndarray) -> np.ndarray:
+        S = np.asarray(sum_ms, dtype=np.float64)
+        out = self.a * S + self.b * np.asarray(n_kernels, dtype=np.float64) + self.c
+        # An affine fit can go non-positive far outside its data; never below a tenth of the sum.
+        return np.maximum(out, 0.1 * S)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"a": self.a, "b": self.b, "c": self.c, "q_lo": self.q_lo, "q_hi": self.q_hi, "n": self.n}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OverheadModel:
+        m = cls()
+        m.a, m.b, m.c = float(d["a"]), float(d["b"]), float(d["c"])
+        m.q_lo, m.q_hi, m.n = float(d["q_lo"]), float(d["q_hi"]), int(d["n"])
+        return m
+
+
+def whole_model_parts(kernel_lists: Sequence[Sequence[Kernel]], kernel_ms: Sequence[np.ndarray],
+                      types: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Σ kernel ms, kernel count, aggregate feature matrix) of several models."""
+    S = np.array([float(np.sum(m)) for m in kernel_ms])
+    N = np.array([len(k) for k in kernel_lists], dtype=np.float64)
+    F = np.stack([model_features(k, m, types) for k, m in zip(kernel_lists, kernel_ms, strict=True)]) \
+        if kernel_lists else np.zeros((0, len(model_feature_names(types))))
+    return S, N, F
+
+
+def fit_residual(F: np.ndarray, ratio: np.ndarray, seed: int = 0) -> Any:
+    """GBDT on model aggregates predicting measured / overhead-prediction."""
+    from hwlat.predictors.gbdt import DEFAULT_CONFIGS, GBDTRegressor
+
+    return GBDTRegressor(configs=DEFAULT_CONFIGS[1:2] + DEFAULT_CONFIGS[3:4], budget_s=3.0, seed=seed).fit(F, ratio)
+
+
+def residual_helps(S: np.ndarray, N: np.ndarray, F: np.ndarray, y: np.ndarray, n_folds: int = 5,
+                   seed: int = 0) -> dict[str, Any]:
+    """K-fold check of the residual correction on whole models: overhead alone vs with residual.
+
+    Both variants refit their overhead model inside each fold, so the comparison is held-out.
+    Returns ``{"helps": bool, "mape_without", "mape_with", "n"}``; ``helps`` needs ≥ 20 models
+    and a held-out MAPE at least 5 % (relative) lower.
+    """
+    n = len(y)
+    if n < 20:
+        return {"helps": False, "n": n, "reason": "fewer than 20 whole-model measurements"}
+    rng = np.random.default_rng(seed)
+    folds = np.array_split(rng.permutation(n), n_folds)
+    p0, p1 = np.zeros(n), np.zeros(n)
+    for i, va in enumerate(folds):
+        tr = np.concatenate([f for j, f in enumerate(folds) if j != i])
+        ov = OverheadModel().fit(S[tr], N[tr], y[tr])
+        base_tr = ov.predict(S[tr], N[tr])
+        res = fit_residual(F[tr], y[tr] / base_tr, seed)
+        base_va = ov.predict(S[va], N[va])
+        p0[va] = base_va
+        p1[va] = base_va * res.predict(F[va])
+    m0 = float(np.mean(np.abs(p0 - y) / y))
+    m1 = float(np.mean(np.abs(p1 - y) / y))
+    return {"helps": bool(m1 < 0.95 * m0), "mape_without": m0, "mape_with": m1, "n": n, "folds": n_folds}

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Accuracy of the device predictors (GBDT and MLP) on held-out kernels, zoo models and subnets,
+plus the few-shot transfer curve to a second device.
+
+On ``--device`` (default ``local``), using its profile store (a re-run only measures what is missing):
+
+1. the kernel suite ``--suite`` (default standard) is profiled; 20 % of its kernels (hash split)
+   are held out;
+2. ``--subnets-per-space`` training subnets (seed 0) and ``--test-per-space`` test subnets (seed 1000,
+   never trained on) of each CNN space, and every zoo model (never trained on), are profiled;
+3. for each kind: ``hwlat.predictors.training.train`` → kernel-level held-out ±10 % accuracy
+   (target ≥ 95 %), whole-model ±10 % on zoo + test subnets (target ≥ 90 %), RMSE, Spearman —
+   both for what ``Predictor.predict`` returns (subnet model where the space has one) and for
+   the kernel sum alone;
+4. transfer: the same models measured on ``--transfer-device`` (default local-2t); a
+   TransferRegressor from the source predictor fitted on N = 10/20/50/100 of them, scored on the rest.
+
+Writes bench_results/bench_accuracy.json. A reduced run in minutes:
+
+    python scripts/bench_accuracy.py --suite quick --subnets-per-space 10 --test-per-space 5 --max-time 0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+CNN_SPACES = ("ofa_mbv3", "ofa_resnet50", "nb201", "fbnet")
+
+
+def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any] | None:
+    from hwlat.predictors.metrics import report
+
+    return report(y, p) if len(y) else None
+
+
+def _profile(dev: Any, items: list, max_time: float, console: Console) -> Any:
+    from hwlat.cli.progress import profiling_progress
+    from hwlat.profiling import profile
+    from hwlat.store import ProfileStore
+
+    with profiling_progress(dev.name) as cb:
+        s = profile(dev, items, ProfileStore(dev.name), measure={"max_time_s": max_time}, progress=cb)
+    console.print(f"{dev.name}: measured {s.measured}, already stored {s.skipped}, failed {len(s.failed)}")
+    if s.error:
+        raise SystemExit(f"profiling {dev.name} stopped: {s.error}")
+    return s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="local")
+    ap.add_argument("--suite", default="standard", choices=("quick", "standard", "full"))
+    ap.add_argument("--subnets-per-space", type=int, default=50, help="training subnets per space")
+    ap.add_argument("--test-per-space", type=int, default=50, help="held-out test subnets per space")
+    ap.add_argument("--spaces", default=",".join(CNN_SPACES))
+    ap.add_argument("--kinds", default="gbdt,mlp")
+    ap.add_argument("--target", default="median_ms", choices=("median_ms", "min_ms"))
+    ap.add_argument("--max-time", type=float, default=0.5, help="time cap per measured item (s)")
+    ap.add_argument("--transfer-device", default="local-2t", help="'' to skip the transfer curve")
+    ap.add_argument("--transfer-ns", default="10,20,50,100")
+    ap.add_argument("--fast", action="store_true", help="smaller hyper-parameter search")
+    ap.add_argument("--out", type=Path, default=Path("bench_results/bench_accuracy.json"))
+    args = ap.parse_args()
+
+    from hwlat import zoo
+    from hwlat.cli.progress import simple_progress
+    from hwlat.devices import get_device
+    from hwlat.predictors.training import model_data, train, transfer_data
+    from hwlat.predictors.transfer import transfer_curve
+    from hwlat.profiling.sources import kernel_items, space_items, zoo_items
+    from hwlat.store import ProfileStore
+
+    console = Console()
+    t0 = time.monotonic()
+    dev = get_device(args.device)
+    spaces = [s for s in args.spaces.split(",") if s]
+    with simple_progress(f"exporting {args.suite} kernels") as tick:
+        kitems = kernel_items(args.suite, dev.runtime, tick=tick)
+    train_items, test_items = [], []
+    for sp in spaces:
+        with simple_progress(f"exporting {sp} subnets") as tick:
+            tr = space_items(sp, args.subnets_per_space, dev.runtime, seed=0, tick=tick)
+            te = space_items(sp, args.test_per_space, dev.runtime, seed=1000, tick=tick)
+        have = {it.sha256 for it in tr}
+        train_items += tr
+        test_items += [it for it in te if it.sha256 not in have]
+    with simple_progress("exporting zoo models") as tick:
+        zitems = zoo_items(dev.runtime, zoo.names(), tick=tick)
+    summary = _profile(dev, kitems + train_items + test_items + zitems, args.max_time, console)
+    fp = summary.fingerprint or {}
+    rv, opts = str(fp.get("runtime_version", "")), dev.runtime_options()
+    test_keys = {it.key(dev.runtime, rv, opts) for it in test_items + zitems}
+
+    md = model_data(ProfileStore(dev.name), dev.runtime, target=args.target)
+    te_idx = [i for i, k in enumerate(md.item_keys) if k in test_keys]
+    test = md.subset(te_idx)
+    groups = np.array([s or "?" for s in test.spaces])
+    results: dict[str, Any] = {"device": dev.name, "suite": args.suite, "target": args.target,
+                               "subnets_per_space": args.subnets_per_space, "test_per_space": args.test_per_space,
+                               "n_test_models": len(te_idx), "kinds": {}}
+    table = Table("kind", "kernels ±10%", "kernels Spearman", "models ±10%", "models RMSE ms", "models Spearman",
+                  "Σkernels ±10%", "zoo ±10%", "subnets ±10%", "train s",
+                  title=f"{dev.name}: held-out accuracy ({args.suite} suite, {len(te_idx)} test models)")
+    preds = {}
+    for kind in [k for k in args.kinds.split(",") if k]:
+        t = time.monotonic()
+        res = train(dev.name, kind, fast=args.fast, target=args.target, exclude_models=test_keys)
+        secs = time.monotonic() - t
+        pred = res.predictor
+        preds[kind] = pred
+        kern = res.evaluation["summary"]["kernel"]
+        m, _, _, method = pred.predict_models(test.spaces, test.archs, test.kernels)
+        ksum = pred.predict_kernel_lists(test.kernels)[0]
+        per_group = {g: _metrics(test.y[groups == g], m[groups == g]) for g in sorted(set(groups))}
+        sub = groups != "zoo"
+        r = {"kernel_holdout": kern, "kernel_per_type": {t: {k: v for k, v in d.items() if k in ("acc10", "n",
+                                                                                                "model")}
+                                                          for t, d in res.evaluation["kernel"]["per_type"].items()},
+             "models": _metrics(test.y, m), "models_kernel_sum": _metrics(test.y, ksum),
+             "zoo": _metrics(test.y[~sub], m[~sub]), "subnets": _metrics(test.y[sub], m[sub]),
+             "per_group": per_group, "methods": {x: method.count(x) for x in set(method)},
+             "residual": pred.manifest.get("residual"), "overhead": pred.manifest.get("overhead"),
+             "train_seconds": secs, "notes": res.notes}
+        results["kinds"][kind] = r
+
+        def f(d: dict | None, k: str = "acc10", pct: bool = True) -> str:
+            if not d or d.get(k) is None:
+                return "-"
+            return f"{100 * d[k]:.1f} %" if pct else f"{d[k]:.3f}"
+
+        table.add_row(kind, f(kern), f(kern, "spearman", False), f(r["models"]), f(r["models"], "rmse", False),
+                      f(r["models"], "spearman", False), f(r["models_kernel_sum"]), f(r["zoo"]), f(r["subnets"]),
+                      f"{secs:.0f}")
+    console.print(table)
+    gt = Table("kind", "group", "n", "±10%", "RMSE ms", "Spearman", title="whole models by group (predict)")
+    for kind, r in results["kinds"].items():
+        for g, d in r["per_group"].items():
+            if d:
+                gt.add_row(kind, g, str(d["n"]), f"{100 * d['acc10']:.1f} %", f"{d['rmse']:.3f}",
+                           "-" if d["spearman"] != d["spearman"] else f"{d['spearman']:.3f}")
+    console.print(gt)
+
+    if args.transfer_device and preds:
+        tdev = get_device(args.transfer_device)
+        _profile(tdev, train_items + test_items + zitems, args.max_time, console)
+        kind = "gbdt" if "gbdt" in preds else next(iter(preds))
+        td = transfer_data(tdev.name, preds[kind])
+        ns = tuple(n for n in (int(x) for x in args.transfer_ns.split(",")) if n < len(td.md.y))
+        curve = transfer_curve(td.source_ms, td.features, td.md.y, ns=ns, seeds=(0, 1, 2), score_on="rest")
+        base = _metrics(td.md.y, td.source_ms)
+        agg = {}
+        ct = Table("N target samples", "±10%", "MAPE", "Spearman", "residual used",
+                   title=f"transfer {dev.name} ({kind}) → {tdev.name}: {len(td.md.y)} models, scored on the rest")
+        ct.add_row(f"0 ({dev.name} as is)", f"{100 * base['acc10']:.1f} %", f"{100 * base['mape']:.1f} %",
+                   f"{base['spearman']:.3f}", "-")
+        for n in ns:
+            rows = [c for c in curve if c["n_samples"] == n]
+            agg[n] = {k: float(np.mean([c[k] for c in rows])) for k in ("acc10", "acc5", "mape", "rmse", "spearman")}
+            agg[n]["residual_share"] = float(np.mean([c["residual"] for c in rows]))
+            ct.add_row(str(n), f"{100 * agg[n]['acc10']:.1f} %", f"{100 * agg[n]['mape']:.1f} %",
+                       f"{agg[n]['spearman']:.3f}", f"{agg[n]['residual_share']:.0%}")
+        console.print(ct)
+        results["transfer"] = {"source": dev.name, "source_kind": kind, "target": tdev.name,
+                               "n_models": len(td.md.y), "source_as_is": base, "curve": agg, "draws": curve}
+    results["seconds"] = time.monotonic() - t0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1, default=float))
+    console.print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

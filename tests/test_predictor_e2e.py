@@ -1,0 +1,218 @@
+"""Device predictors end to end on a small *real* profile of the built-in ``local`` device.
+
+One session fixture profiles a handful of quick-suite kernels, six ofa_mbv3 subnets and one zoo
+model with onnxruntime (short measurements), into an isolated profiles root; the tests train on
+it and check prediction, artifacts, refusals and the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwlat.errors import PredictorError
+
+TYPES = ("conv_bn_act", "dwconv", "conv2d", "se", "global_pool", "linear", "add")
+ZOO = "mobilenet_v3_small"
+
+
+@pytest.fixture(scope="session")
+def profile_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    from hwlat.devices import get_device
+    from hwlat.kernels.export import export_kernel
+    from hwlat.kernels.suites import suite
+    from hwlat.profiling import Item, profile
+    from hwlat.profiling.sources import space_items, zoo_items
+    from hwlat.store import ProfileStore
+
+    root = tmp_path_factory.mktemp("predictor") / "profiles"
+    root.mkdir()
+    old = os.environ.get("HWLAT_PROFILES")
+    os.environ["HWLAT_PROFILES"] = str(root)  # the export caches live under the profiles root
+    try:
+        kernels = [k for k in suite("quick") if k.type in TYPES]
+        items = [Item(table="kernels", name=f"{k.type}:{i}", file=export_kernel(k, "onnx", root / ".cache" / "k"),
+                      kernel_type=k.type, config=dict(k.config)) for i, k in enumerate(kernels)]
+        items += space_items("ofa_mbv3", 6, "onnxruntime", seed=0)
+        items += zoo_items("onnxruntime", [ZOO])
+        summary = profile(get_device("local"), items, ProfileStore("local", root=root),
+                          measure={"max_time_s": 0.05, "min_runs": 5, "warmup_max_s": 0.05})
+        assert summary.error is None and not summary.failed, summary.to_dict()
+    finally:
+        if old is None:
+            os.environ.pop("HWLAT_PROFILES", None)
+        else:
+            os.environ["HWLAT_PROFILES"] = old
+    yield root
+
+
+@pytest.fixture(scope="session")
+def trained(profile_root: Path) -> dict:
+    from hwlat.predictors.training import train
+
+    out = {}
+    for kind in ("gbdt", "mlp"):
+        out[kind] = train("local", kind, root=profile_root, holdout=0.2, min_samples=8, min_subnets=2, fast=True)
+    return out
+
+
+@pytest.fixture()
+def profiles_env(profile_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HWLAT_PROFILES", str(profile_root))
+    return profile_root
+
+
+def _zoo_file(root: Path) -> Path:
+    return root / ".cache" / "zoo" / "onnx" / f"{ZOO}.onnx"
+
+
+def test_training_fits_the_measurements(trained: dict, profile_root: Path) -> None:
+    from hwlat.predictors.metrics import spearman
+    from hwlat.predictors.training import kernel_data
+    from hwlat.store import ProfileStore
+
+    kd = kernel_data(ProfileStore("local", root=profile_root))
+    for kind, res in trained.items():
+        pred = res.predictor
+        m, lo, hi = pred.predict_kernels(kd.kernels)
+        assert np.all(lo <= m) and np.all(m <= hi) and np.all(m > 0)
+        # kernel latencies span orders of magnitude: a working model ranks them well
+        assert spearman(kd.y, m) > 0.8, kind
+        man = pred.manifest
+        assert man["device"] == "local" and man["kind"] == kind and man["fingerprint_id"]
+        assert {"conv_bn_act", "dwconv"} <= set(man["kernel_parts"])  # own models above min_samples
+        assert "se" in man["pooled_types"]  # 6 quick-suite SE kernels: pooled fallback, flagged
+        assert "ofa_mbv3" in man["subnet_spaces"]
+        assert res.evaluation["summary"]["kernel"]["n"] > 0
+
+
+def test_predict_inputs_round_trip(trained: dict, profile_root: Path) -> None:
+    from hwlat.spaces import get_space
+    from hwlat.store import ProfileStore
+
+    pred = trained["gbdt"].predictor
+    p = pred.predict(_zoo_file(profile_root))
+    assert p.method == "kernel-sum" and p.device == "local" and p.unsupported == []
+    assert 0 < p.low_ms <= p.latency_ms <= p.high_ms
+    assert len(p.kernels) > 20 and {"type", "config", "ms", "low", "high"} <= set(p.kernels[0])
+    measured = float(ProfileStore("local", root=profile_root).models().query("space == 'zoo'")["median_ms"].iloc[0])
+    assert measured / 5 < p.latency_ms < measured * 5
+    d = p.to_dict()
+    json.dumps(d)
+    sp = get_space("ofa_mbv3")
+    arch = sp.sample(np.random.default_rng(123))
+    ps = pred.predict(arch, space="ofa_mbv3")
+    pk = pred.predict(arch, space="ofa_mbv3", method="kernel-sum")
+    assert ps.method == "subnet" and pk.method == "kernel-sum"
+    assert pred.predict(sp.encode(arch)).latency_ms == pytest.approx(pk.latency_ms)
+    assert pred.predict([k.to_dict() for k in sp.encode(arch)]).latency_ms == pytest.approx(pk.latency_ms)
+
+
+def test_saved_artifact_gives_identical_predictions(trained: dict, profile_root: Path) -> None:
+    from hwlat.kernels.suites import suite
+    from hwlat.predictors.predictor import Predictor
+    from hwlat.spaces import get_space
+
+    ks = suite("quick", seed=3)
+    sp = get_space("ofa_mbv3")
+    archs = [sp.sample(np.random.default_rng(i)) for i in range(4)]
+    for kind, res in trained.items():
+        loaded = Predictor.load("local", kind, root=profile_root)
+        for a, b in zip(res.predictor.predict_kernels(ks), loaded.predict_kernels(ks), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+        for a in archs:
+            x, y = res.predictor.predict(a, space="ofa_mbv3"), loaded.predict(a, space="ofa_mbv3")
+            assert (x.latency_ms, x.low_ms, x.high_ms) == pytest.approx((y.latency_ms, y.low_ms, y.high_ms))
+        assert loaded.predict(_zoo_file(profile_root)).latency_ms == pytest.approx(
+            res.predictor.predict(_zoo_file(profile_root)).latency_ms)
+        meta = json.loads((res.directory / "predictor.json").read_text())
+        assert meta["training_data_hash"].startswith("sha256:") and meta["library_versions"]["xgboost"]
+        assert not list(res.directory.rglob("*.pkl")) and not list(res.directory.rglob("*.pickle"))
+
+
+def test_out_of_range_and_unseen_types_are_flagged(trained: dict) -> None:
+    from hwlat.kernels import get
+
+    pred = trained["gbdt"].predictor
+    inside = pred.predict([get("dwconv").make(h=28, w=28, c=64, k=3, s=1, act="relu")])
+    big = pred.predict([get("conv_bn_act").make(h=512, w=512, cin=512, cout=512, k=7, s=1, groups=1,
+                                                act="relu", residual=0)])
+    assert any(o.startswith("conv_bn_act.") for o in big.out_of_range)
+    assert not any(o.startswith("conv_bn_act.") for o in inside.out_of_range)
+    mha = pred.predict([get("mha").make(t=197, d=192, heads=3)])
+    assert any("mha: kernel type not in training data" in o for o in mha.out_of_range)
+    assert mha.pooled_types == ["mha"] and mha.kernels[0]["model"] == "_pooled"
+
+
+def test_refuses_other_device_schema_and_fingerprint(trained: dict, profile_root: Path, tmp_path: Path) -> None:
+    from hwlat.predictors.predictor import Predictor
+    from hwlat.store import ProfileStore
+
+    root = tmp_path / "profiles"
+    shutil.copytree(profile_root / "local", root / "local")
+    # another device's artifacts copied into this device's folder
+    shutil.copytree(root / "local" / "predictors", root / "other" / "predictors")
+    with pytest.raises(PredictorError, match="trained for device 'local', not 'other'.*hwlat train other"):
+        Predictor.load("other", "gbdt", root=root)
+    # another schema version of the manifest, and of one estimator's meta.json
+    man = root / "local" / "predictors" / "gbdt" / "predictor.json"
+    data = json.loads(man.read_text())
+    man.write_text(json.dumps({**data, "schema_version": 99}))
+    with pytest.raises(PredictorError, match="schema_version 99.*retrain"):
+        Predictor.load("local", "gbdt", root=root)
+    man.write_text(json.dumps(data))
+    part = root / "local" / "predictors" / "gbdt" / "kernel" / "_pooled" / "meta.json"
+    pm = json.loads(part.read_text())
+    part.write_text(json.dumps({**pm, "schema_version": 0}))
+    with pytest.raises(PredictorError, match="schema_version 0"):
+        Predictor.load("local", "gbdt", root=root)
+    part.write_text(json.dumps(pm))
+    assert Predictor.load("local", "gbdt", root=root).device == "local"
+    # the device changed since training: its store's latest fingerprint differs
+    ProfileStore("local", root=root).record_fingerprint({"fingerprint_id": "0123456789abcdef"}, "run-x")
+    with pytest.raises(PredictorError, match="changed since its predictor was trained.*hwlat train local"):
+        Predictor.load("local", "gbdt", root=root)
+
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HWLAT_PROFILES": str(root)}
+    return subprocess.run([sys.executable, "-m", "hwlat", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_cli_predict_json_and_plot(trained: dict, profile_root: Path, tmp_path: Path) -> None:
+    png = tmp_path / "bd.png"
+    r = _cli(profile_root, "predict", str(_zoo_file(profile_root)), "--device", "local", "--kind", "gbdt",
+             "--json", "--plot", str(png))
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert {"latency_ms", "low_ms", "high_ms", "kernels", "out_of_range", "method", "device"} <= set(d)
+    assert d["low_ms"] <= d["latency_ms"] <= d["high_ms"] and d["kernels"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = _cli(profile_root, "predict", "nosuchfile.onnx", "--device", "local")
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "not found" in r.stderr
+    r = _cli(profile_root, "predict", str(_zoo_file(profile_root)), "--device", "local-2t")
+    assert r.returncode != 0 and "hwlat train local-2t" in r.stderr
+
+
+def test_cli_eval_json_table_and_scatter(trained: dict, profile_root: Path, tmp_path: Path) -> None:
+    png = tmp_path / "sc.png"
+    r = _cli(profile_root, "eval", "local", "--kind", "gbdt", "--json", "--plot", str(png))
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    k = d["summary"]["kernel"]
+    assert k["n"] == trained["gbdt"].predictor.manifest["n_kernels"]["holdout"]
+    assert {"acc5", "acc10", "rmse", "mape", "spearman", "kendall"} <= set(k)
+    # eval reproduces the numbers computed at training time on the same held-out set
+    assert k["acc10"] == pytest.approx(trained["gbdt"].evaluation["summary"]["kernel"]["acc10"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = _cli(profile_root, "eval", "local", "--kind", "mlp")
+    assert r.returncode == 0 and "held-out accuracy" in r.stdout and "±10%" in r.stdout
