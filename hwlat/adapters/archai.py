@@ -22,6 +22,13 @@ from hwlat.adapters._util import require
 from hwlat.adapters.params import arch_of, choices
 
 _api = require("archai.discrete_search.api", "archai")
+# Archai's base classes enforce an @overrides decorator on every overriding method
+overrides = require("overrides", "overrides==3.1.0", "archai's pinned dependency").overrides
+# plain names: overrides 3.1 finds the base classes by name in this module's globals
+ModelEvaluator = _api.ModelEvaluator
+AsyncModelEvaluator = _api.AsyncModelEvaluator
+EvolutionarySearchSpace = _api.EvolutionarySearchSpace
+ArchaiModel = _api.ArchaiModel
 
 
 def default_to_arch(model: Any) -> tuple[Any, Any]:
@@ -31,19 +38,20 @@ def default_to_arch(model: Any) -> tuple[Any, Any]:
     return model.arch, meta.get("input_shape")
 
 
-class LatencyEvaluator(_api.ModelEvaluator):
+class LatencyEvaluator(ModelEvaluator):
     """Predicted latency of one ArchaiModel, in seconds."""
 
     def __init__(self, oracle: Any, to_arch: Callable[[Any], tuple[Any, Any]] = default_to_arch) -> None:
         self.oracle = oracle
         self.to_arch = to_arch
 
+    @overrides
     def evaluate(self, model: Any, budget: float | None = None) -> float:
         arch, shape = self.to_arch(model)
         return float(self.oracle(arch, input_shape=shape)) / 1000.0
 
 
-class AsyncLatencyEvaluator(_api.AsyncModelEvaluator):
+class AsyncLatencyEvaluator(AsyncModelEvaluator):
     """Batched: ``send`` queues models, ``fetch_all`` predicts them in one ``oracle.batch`` (seconds)."""
 
     def __init__(self, oracle: Any, to_arch: Callable[[Any], tuple[Any, Any]] = default_to_arch) -> None:
@@ -51,9 +59,11 @@ class AsyncLatencyEvaluator(_api.AsyncModelEvaluator):
         self.to_arch = to_arch
         self._queue: list[tuple[Any, Any]] = []
 
+    @overrides
     def send(self, model: Any, budget: float | None = None) -> None:
         self._queue.append(self.to_arch(model))
 
+    @overrides
     def fetch_all(self) -> list[float | None]:
         q, self._queue = self._queue, []
         if not q:
@@ -63,7 +73,23 @@ class AsyncLatencyEvaluator(_api.AsyncModelEvaluator):
         return [float(self.oracle(a, input_shape=s)) / 1000.0 for a, s in q]
 
 
-class HwlatSearchSpace(_api.EvolutionarySearchSpace):
+class FlopsProxyEvaluator(ModelEvaluator):
+    """Accuracy *stand-in* for examples and tests: log10 FLOPs of ``model.metadata["arch"]`` (bigger
+    subnets of a supernet tend to be more accurate). Not an accuracy predictor."""
+
+    def __init__(self, space: str) -> None:
+        from hwlat.spaces import get_space
+
+        self.space = get_space(space)
+
+    @overrides
+    def evaluate(self, model: Any, budget: float | None = None) -> float:
+        from hwlat.oracle.measure import flops_proxy
+
+        return float(flops_proxy(self.space, [model.metadata["arch"]])[0])
+
+
+class HwlatSearchSpace(EvolutionarySearchSpace):
     """Archai evolutionary search space over an hwlat space's flat parameters (no weights: ``arch`` is
     None and the flat arch sits in ``metadata["arch"]``; build a module with ``space.build``)."""
 
@@ -80,32 +106,39 @@ class HwlatSearchSpace(_api.EvolutionarySearchSpace):
         from hwlat.oracle.encodings import normalize
 
         key = get_space(self.space_name).key(normalize(self.space_name, arch))
-        return _api.ArchaiModel(arch=None, archid=key, metadata={"arch": arch, "idx": list(idx)})
+        return ArchaiModel(arch=None, archid=key, metadata={"arch": arch, "idx": list(idx)})
 
+    @overrides
     def random_sample(self) -> Any:
         return self._model([int(self.rng.integers(0, len(v))) for _, v in self.params])
 
+    @overrides
     def mutate(self, model: Any) -> Any:
         idx = list(model.metadata["idx"])
         j = int(self.rng.integers(0, len(idx)))
         idx[j] = int(self.rng.integers(0, len(self.params[j][1])))
         return self._model(idx)
 
+    @overrides
     def crossover(self, model_list: list[Any]) -> Any:
         parents = [m.metadata["idx"] for m in model_list]
         pick = self.rng.integers(0, len(parents), len(self.params))
         return self._model([int(parents[p][j]) for j, p in enumerate(pick)])
 
+    @overrides
     def save_arch(self, model: Any, file_path: str) -> None:
         with open(file_path, "w") as f:
             json.dump({"space": self.space_name, "idx": model.metadata["idx"]}, f)
 
+    @overrides
     def load_arch(self, file_path: str) -> Any:
         with open(file_path) as f:
             return self._model(list(json.load(f)["idx"]))
 
+    @overrides
     def save_model_weights(self, model: Any, file_path: str) -> None:
         return None  # hardware-only search: no weights
 
+    @overrides
     def load_model_weights(self, model: Any, file_path: str) -> None:
         return None
