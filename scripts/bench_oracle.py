@@ -114,6 +114,10 @@ def main() -> None:
             ok = np.flatnonzero(value <= budget)
             pick = ok[np.argsort(-flops[ok])][: args.measure]
             chosen = [pool[i] for i in pick]
+            if not chosen:
+                console.print(f"no random subnet is feasible by the {rule} rule at {budget:.3f} ms; skipped")
+                checks[rule] = {"n": 0, "meets_budget": 0, "share": None}
+                continue
             console.print(f"measuring {len(chosen)} subnets feasible by the {rule} rule on {args.device!r} ...")
             measured = measure_archs(args.device, sp, chosen)
             meets = measured <= budget
@@ -135,6 +139,9 @@ def main() -> None:
     t.add_row("budget = median predicted latency", f"{budget:.3f} ms", "")
     t.add_row("exact bounds", f"{bounds.min_ms:.3f} .. {bounds.max_ms:.3f} ms", "")
     for rule, c in checks.items():
+        if not c["n"]:
+            t.add_row(f"measured ≤ budget ({rule} rule)", "no feasible subnet", "≥ 95 %")
+            continue
         t.add_row(f"measured ≤ budget ({rule} rule)", f"{c['meets_budget']}/{c['n']} = {c['share']:.0%}", "≥ 95 %")
         t.add_row(f"median |pred-meas|/meas ({rule} set)", f"{c['median_rel_error']:.1%}", "")
     console.print(t)

@@ -267,19 +267,19 @@ class MBv3Table(SlotTable):
                 return None
         else:
             return None
-        n = len(ks)
-        active = (np.arange(4)[None, None, :] < d[:, :, None]).reshape(n, 20)
-        ki = np.searchsorted(m.KS, ks)
-        ei = np.searchsorted(m.ES, e)
-        ok = (np.isin(d, m.DS).all(axis=1) & (wi >= 0)
-              & np.where(active, np.isin(ks, m.KS) & np.isin(e, m.ES),
-                         np.isin(ks, (0, *m.KS)) & np.isin(e, (0, *m.ES))).all(axis=1)
-              & np.isin(r, m.RS))
+        # small lookup arrays instead of isin/searchsorted: value -> choice index, -1 invalid, 3 masked (0)
+        ks_lut, e_lut, r_lut = _LUTS["ks"], _LUTS["e"], _LUTS["r"]
+        ki = ks_lut[np.clip(ks, 0, len(ks_lut) - 1)]
+        ei = e_lut[np.clip(e, 0, len(e_lut) - 1)]
+        ri = r_lut[np.clip(r, 0, len(r_lut) - 1)]
+        active = (_POS[None, :] < np.repeat(d, 4, axis=1))
+        ok = ((d >= 2) & (d <= 4)).all(axis=1) & (wi >= 0) & (ri >= 0)
+        ok &= np.where(active, (ki >= 0) & (ki < 3) & (ei >= 0) & (ei < 3), (ki >= 0) & (ei >= 0)).all(axis=1)
+        ok &= (ks >= 0).all(axis=1) & (e >= 0).all(axis=1)
         if not ok.all():
             bad = int(np.flatnonzero(~ok)[0])
             raise _bad_row(self.space_name, archs, bad)
-        c = np.where(active, np.minimum(ki, 2) * 3 + np.minimum(ei, 2), 9)
-        ri = np.searchsorted(m.RS, r)
+        c = np.where(active, ki * 3 + ei, 9)
         return wi, ri, c
 
     def agg_batch(self, archs: Any) -> np.ndarray | None:
@@ -290,9 +290,14 @@ class MBv3Table(SlotTable):
         out = np.empty((len(ri), NA))
         for w in np.unique(wi):
             self.build(int(w))
-            sel = wi == w
-            rr = ri[sel]
-            out[sel] = self.block[int(w)][rr[:, None], np.arange(20)[None, :], c[sel]].sum(axis=1) + self.fixed[int(w)][rr]
+            flat = self.block[int(w)].reshape(-1, NA)  # rows (ri, slot, c) flattened: one take per batch
+            one = len(wi) == 0 or (wi == w).all()
+            rr, cc = (ri, c) if one else (ri[wi == w], c[wi == w])
+            idx = (rr[:, None] * 20 + _SLOTS[None, :]) * 10 + cc
+            part = np.take(flat, idx, axis=0).sum(axis=1) + self.fixed[int(w)][rr]
+            if one:
+                return part
+            out[wi == w] = part
         return out
 
     def arch_of(self, wi: int, ri: int, choice: Sequence[int], d: Sequence[int]) -> dict[str, Any]:
@@ -305,6 +310,19 @@ class MBv3Table(SlotTable):
         return out
 
 
+_POS = np.tile(np.arange(4), 5)
+_SLOTS = np.arange(20)
+
+
+def _lut(values: tuple[int, ...], size: int, zero: int | None) -> np.ndarray:
+    t = np.full(size, -1, dtype=np.int64)
+    t[list(values)] = np.arange(len(values))
+    if zero is not None:
+        t[0] = zero
+    return t
+
+
+_LUTS = {"ks": _lut((3, 5, 7), 8, 3), "e": _lut((3, 4, 6), 7, 3), "r": _lut(tuple(range(128, 225, 4)), 226, None)}
 _FAST_KEYS = frozenset({"ks", "e", "d", "r", "wid"})
 _MBV3_KEYS = frozenset({"ks", "e", "d", "r", "image_size", "resolution", "wid", "width_mult"})
 

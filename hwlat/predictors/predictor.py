@@ -25,7 +25,7 @@ from hwlat.errors import ModelFileError, PredictorError
 from hwlat.kernels.base import Kernel
 from hwlat.paths import profiles_root
 from hwlat.predictors.artifacts import PredictorArtifact, load_predictor
-from hwlat.predictors.features import as_kernel, model_features
+from hwlat.predictors.features import FEATURE_VERSION, as_kernel, model_features
 from hwlat.predictors.kernel_models import KernelLevelModel, OverheadModel
 from hwlat.predictors.subnet import SubnetModel
 
@@ -308,6 +308,9 @@ def read_manifest(d: Path, device: str) -> dict[str, Any]:
     if version != PREDICTOR_SCHEMA_VERSION:
         raise PredictorError(f"predictor at {d} has schema_version {version}, this hwlat reads "
                              f"{PREDICTOR_SCHEMA_VERSION}; retrain it with `hwlat train {device}`")
+    if manifest.get("kind") != "transfer" and manifest.get("feature_version") != FEATURE_VERSION:
+        raise PredictorError(f"predictor at {d} uses feature version {manifest.get('feature_version')}, this "
+                             f"hwlat computes version {FEATURE_VERSION}; retrain it with `hwlat train {device}`")
     if manifest.get("device") != device:
         raise PredictorError(f"predictor at {d} was trained for device {manifest.get('device')!r}, not "
                              f"{device!r}; retrain with `hwlat train {device}`")
