@@ -60,7 +60,8 @@ def trained(profile_root: Path) -> dict:
 
     out = {}
     for kind in ("gbdt", "mlp"):
-        out[kind] = train("local", kind, root=profile_root, holdout=0.2, min_samples=8, min_subnets=2, fast=True)
+        out[kind] = train("local", kind, root=profile_root, holdout=0.2, min_samples=8, min_subnets=2, fast=True,
+                          select_subnet_models=False)
     return out
 
 
@@ -217,3 +218,14 @@ def test_cli_eval_json_table_and_scatter(trained: dict, profile_root: Path, tmp_
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = _cli(profile_root, "eval", "local", "--kind", "mlp")
     assert r.returncode == 0 and "held-out accuracy" in r.stdout and "±10%" in r.stdout
+
+
+def test_subnet_model_is_kept_only_when_it_beats_the_kernel_sum(profile_root: Path, tmp_path: Path) -> None:
+    from hwlat.predictors.training import train
+
+    root = tmp_path / "profiles"
+    shutil.copytree(profile_root / "local", root / "local")
+    res = train("local", "gbdt", root=root, holdout=0.2, min_samples=8, min_subnets=2, fast=True)
+    check = res.predictor.manifest["subnet_checks"]["ofa_mbv3"]
+    assert check["kept"] == (check["cv_mape_subnet"] < check["mape_kernel_sum"])
+    assert ("ofa_mbv3" in res.predictor.subnets) == check["kept"]
