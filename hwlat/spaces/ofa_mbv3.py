@@ -31,14 +31,14 @@ import numpy as np
 from hwlat.errors import EncodingError
 from hwlat.kernels.base import Kernel
 from hwlat.spaces._common import (
-    as_float,
-    as_int,
     check_in,
     conv_out,
     cost_totals,
     int_list,
     kernel,
     make_divisible,
+    resolution_of,
+    width_of,
 )
 from hwlat.spaces.base import Arch, SearchSpace, register
 
@@ -114,22 +114,8 @@ class OFAMobileNetV3Space(SearchSpace):
         for f in ("ks", "e", "d"):
             if f not in arch:
                 raise EncodingError(f"{n}: missing field {f!r}")
-        rkeys = [k for k in ("r", "image_size", "resolution") if k in arch]
-        if len(rkeys) > 1:
-            raise EncodingError(f"{n}: resolution given twice ({', '.join(rkeys)}); give only 'r'")
-        r_raw = arch[rkeys[0]] if rkeys else 224
-        if isinstance(r_raw, (list, tuple, np.ndarray)):
-            if len(r_raw) != 1:
-                raise EncodingError(f"{n}: 'r' as a list must hold one value, got {list(r_raw)}")
-            r_raw = r_raw[0]
-        r = as_int(n, '"r"', r_raw)
-        check_in(n, '"r"', r, RS)
-        wkeys = [k for k in ("wid", "width_mult") if k in arch]
-        wid = 1.0
-        if wkeys:
-            wv = arch[wkeys[0]]
-            wid = 1.0 if wv is None else round(as_float(n, '"wid"', wv), 6)
-            check_in(n, '"wid"', wid, WIDS)
+        r = resolution_of(n, arch, RS)
+        wid = width_of(n, arch, WIDS, 1.0)
         ks = int_list(n, "ks", arch["ks"], N_BLOCKS)
         e = int_list(n, "e", arch["e"], N_BLOCKS)
         d = int_list(n, "d", arch["d"], N_STAGES)
