@@ -33,6 +33,7 @@ import hwlat_serial_proto as P  # noqa: E402
 _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([A-Z0-9_]+)'")
 _ARENA_SHORT = re.compile(r"Requested: (\d+), available (\d+), missing: (\d+)")
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+_PROBE_ARENA = 256 << 20  # scratch arena for sizing a model that did not fit
 
 
 class Captured:
@@ -176,8 +177,7 @@ class Device:
                 return P.ERROR, P.pack_error(P.E_UNSUPPORTED_OP, f"operator {m.group(1)} is not in this TFLM build")
             m = _ARENA_SHORT.search(log)
             if m:
-                return P.ERROR, P.pack_error(P.E_ARENA_TOO_SMALL, f"model needs {m.group(3)} more bytes of tensor arena "
-                                             f"than the {self.info['arena_size']} available")
+                return P.ERROR, P.pack_error(P.E_ARENA_TOO_SMALL, self._arena_short_text(model, int(m.group(3))))
             tail = " ".join(log.split())[-300:]
             return P.ERROR, P.pack_error(P.E_BAD_MODEL, f"TFLM cannot load the model: {err} {tail}")
         m = _ARENA_TOTAL.search(log)
@@ -187,6 +187,27 @@ class Device:
             self.n_in = self._count(interp.get_input_details)
             self.n_out = self._count(interp.get_output_details)
         return P.LOADED_R, P.pack_loaded(len(model), self.arena_used, self.n_in, self.n_out)
+
+    def _arena_short_text(self, model: bytes, missing: int) -> str:
+        """What the model needs: TFLM only reports the first allocation that failed, so the
+        emulator (unlike a board) loads it again in a big scratch arena to learn the total."""
+        from tflite_micro.python.tflite_micro import runtime
+
+        have = self.info["arena_size"]
+        need = None
+        with Captured() as cap:
+            try:
+                probe = runtime.Interpreter.from_bytes(model, arena_size=max(_PROBE_ARENA, 4 * have))
+                probe.print_allocations()
+                del probe
+            except Exception:  # even the scratch arena is too small: report the lower bound
+                pass
+        m = _ARENA_TOTAL.search(cap.text)
+        if m:
+            need = int(m.group(1))
+        if need is None or need <= have:
+            return f"model needs at least {have + missing} bytes of tensor arena ({missing} more)"
+        return f"model needs {need} bytes of tensor arena ({need - have} more)"
 
     @staticmethod
     def _count(details: Any) -> int:

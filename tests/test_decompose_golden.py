@@ -113,6 +113,7 @@ class Acts(nn.Module):
     (lambda x: x * torch.sigmoid(x), "swish"),
     (lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))), "gelu"),
     (lambda x: x * (0.5 * (1.0 + torch.erf(x / math.sqrt(2)))), "gelu"),  # the dynamo exporter's order
+    (nn.Tanh(), "tanh"), (nn.LeakyReLU(), "leaky_relu"), (nn.LeakyReLU(0.2), "leaky_relu"),
 ])
 def test_activation_forms_fuse_into_conv(act, name: str) -> None:
     d = kernels_of(Acts(act), (1, 4, 8, 8))
@@ -172,7 +173,7 @@ def test_channel_shuffle_pools_concat() -> None:
     assert d.unsupported == []
     assert types(d) == ["channel_shuffle", "pool", "pool", "concat", "global_pool"]
     assert cfg(d, 0) == {"h": 8, "w": 8, "c": 24, "groups": 4}
-    assert cfg(d, 1) == {"h": 8, "w": 8, "c": 24, "k": 3, "s": 2, "mode": "max"}
+    assert cfg(d, 1) == {"h": 8, "w": 8, "c": 24, "k": 3, "s": 2, "mode": "max", "ceil": 0}
     assert cfg(d, 2)["mode"] == "avg"
     assert cfg(d, 3) == {"outer": 1, "cout": 48, "inner": 16, "n_inputs": 2}
     assert cfg(d, 4) == {"h": 4, "w": 4, "c": 48, "mode": "max"}
@@ -313,6 +314,56 @@ def test_runtime_registry() -> None:
     assert {"onnxruntime", "tflite"} <= set(runtimes())
     with pytest.raises(ConfigError, match="onnxruntime"):
         kernels_of(_conv_bn_relu_custom(custom=False), runtime="no-such-runtime")
+
+
+class PreAct(nn.Module):
+    """Pre-activation block (BN → ReLU → conv), a BN after a pool, a BN on a conv output that is also
+    read elsewhere, and Tanh / LeakyReLU both after convs and standalone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn0, self.bn1, self.bn2 = nn.BatchNorm2d(8), nn.BatchNorm2d(16), nn.BatchNorm2d(16)
+        self.conv1 = nn.Conv2d(8, 16, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(16, 16, 3, 2, 1)
+        self.conv3 = nn.Conv2d(16, 16, 1)
+        for bn in (self.bn0, self.bn1, self.bn2):  # non-trivial statistics: nothing folds away
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(F.relu(self.bn0(x)))  # BN on the graph input: standalone
+        y = torch.tanh(self.conv2(y))  # conv + Tanh: fused
+        z = self.bn1(F.max_pool2d(y, 2, 2, ceil_mode=True))  # BN after a ceil-mode pool: standalone
+        z = F.leaky_relu(self.conv3(z), 0.1)  # conv + LeakyRelu: fused
+        c = self.conv3(z)
+        w = self.bn2(c) + c  # the conv output has two readers: BN does not fuse
+        return torch.tanh(F.leaky_relu(w))  # standalone activations
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "tflite"])
+def test_standalone_batchnorm_tanh_leaky_relu(runtime: str) -> None:
+    d = kernels_of(PreAct().eval(), (1, 8, 9, 9), runtime=runtime, strict=True)
+    assert d.unsupported == []
+    assert types(d) == ["batchnorm", "activation", "conv2d", "conv_bn_act", "pool", "batchnorm", "conv_bn_act",
+                        "conv2d", "batchnorm", "add", "activation", "activation"]
+    assert cfg(d, 0) == {"h": 9, "w": 9, "c": 8}
+    assert cfg(d, 1) == {"c": 8, "hw": 81, "act": "relu"}
+    assert cfg(d, 3)["act"] == "tanh" and cfg(d, 3)["s"] == 2 and cfg(d, 3)["h"] == 9
+    assert cfg(d, 4) == {"h": 5, "w": 5, "c": 16, "k": 2, "s": 2, "mode": "max", "ceil": 1}
+    assert d.kernels[4].outputs == ((1, 16, 3, 3),)  # ceil(5 / 2)
+    assert cfg(d, 5) == {"h": 3, "w": 3, "c": 16}
+    assert cfg(d, 6)["act"] == "leaky_relu" and cfg(d, 6)["k"] == 1
+    assert cfg(d, 8) == {"h": 3, "w": 3, "c": 16}
+    assert [cfg(d, i)["act"] for i in (10, 11)] == ["leaky_relu", "tanh"]
+    for k in d.kernels:
+        assert get(k.type).make(**k.config) == k
+
+
+def test_batchnorm1d_maps_to_batchnorm() -> None:
+    m = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.BatchNorm1d(32)).eval()
+    d = kernels_of(m, (1, 16))
+    assert types(d) == ["linear", "batchnorm"]
+    assert cfg(d, 1) == {"h": 1, "w": 1, "c": 32}
 
 
 # ---- export --------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ EXAMPLES: dict[str, dict] = {
     "linear": dict(m=7, cin=32, cout=48, act="gelu"),
     "matmul": dict(b=3, m=5, k=7, n=9),
     "pool": dict(h=15, w=15, c=8, k=3, s=2, mode="avg"),
+    "batchnorm": dict(h=9, w=7, c=12),
     "global_pool": dict(h=7, w=7, c=32, mode="max"),
     "add": dict(c=16, hw=49, broadcast=1),
     "mul": dict(c=16, hw=49, broadcast=0),
@@ -176,7 +177,10 @@ BAD = [
     ("conv2d", dict(h=0), "h"),
     ("conv2d", dict(h=3.5), "h"),
     ("conv_bn_act", dict(act="none"), "act"),
-    ("conv_bn_act", dict(act="tanh"), "act"),
+    ("conv_bn_act", dict(act="elu"), "act"),
+    ("pool", dict(ceil=2), "ceil"),
+    ("pool", dict(h=4, w=4, k=1, s=2, ceil=1), "ceil"),  # the last ceil window would start past the input
+    ("batchnorm", dict(c=0), "c"),
     ("dwconv", dict(c=-4), "c"),
     ("linear", dict(act="elu"), "act"),
     ("pool", dict(mode="min"), "mode"),
@@ -214,3 +218,83 @@ def test_validate_rejects_missing_and_unknown_fields() -> None:
 def test_get_unknown_type_lists_known_ones() -> None:
     with pytest.raises(KeyError, match="conv2d"):
         K.get("conv3d")
+
+
+# --- added fields, new types and activations ----------------------------------------------
+# ceil-mode pools at odd sizes (OFA-ResNet's AvgPool2d(s, s, 0, ceil_mode=True) and a padded max pool)
+CEIL_POOLS = [dict(h=9, w=9, c=8, k=2, s=2, mode="avg", ceil=1), dict(h=15, w=14, c=8, k=3, s=2, mode="max", ceil=1),
+              dict(h=13, w=13, c=4, k=3, s=2, mode="avg", ceil=1), dict(h=7, w=7, c=4, k=1, s=1, mode="avg", ceil=1)]
+
+
+@pytest.mark.parametrize("cfg", CEIL_POOLS)
+def test_ceil_mode_pool_runs_with_predicted_shape_and_decomposes_back(cfg: dict) -> None:
+    from hwlat.decompose import kernels_of
+
+    k = K.get("pool").make(**cfg)
+    xs, y = _run_ort(k)
+    assert (y.shape,) == k.outputs
+    t = _run_torch(k, xs)
+    np.testing.assert_allclose(y, t, rtol=1e-5, atol=1e-6)
+    for runtime in ("onnxruntime", "tflite"):
+        d = kernels_of(K.get("pool").build_onnx(cfg), runtime=runtime)
+        assert d.unsupported == [] and d.kernels == [k], runtime
+
+
+def test_ceil_changes_the_output_size_only_where_it_rounds() -> None:
+    pool = K.get("pool")
+    assert pool.make(h=9, w=9, c=8, k=2, s=2, mode="avg", ceil=1).outputs == ((1, 8, 5, 5),)
+    assert pool.make(h=9, w=9, c=8, k=2, s=2, mode="avg", ceil=0).outputs == ((1, 8, 4, 4),)
+    assert pool.make(h=8, w=8, c=8, k=2, s=2, mode="avg", ceil=1).outputs == ((1, 8, 4, 4),)
+    # 3x3/2 with padding 1: floor and ceil agree at odd sizes, differ at even ones
+    assert pool.make(h=15, w=16, c=8, k=3, s=2, mode="max", ceil=1).outputs == ((1, 8, 8, 9),)
+    assert pool.make(h=15, w=16, c=8, k=3, s=2, mode="max", ceil=0).outputs == ((1, 8, 8, 8),)
+
+
+def test_pool_ceil_defaults_to_zero_so_old_configs_validate() -> None:
+    old = dict(h=56, w=56, c=256, k=2, s=2, mode="avg")  # a profile row stored before the field existed
+    assert K.get("pool").validate(old) == {**old, "ceil": 0}
+    assert K.get("pool").make(**old) == K.get("pool").make(**old, ceil=0)
+    assert K.get("pool").flops(old) == K.get("pool").flops({**old, "ceil": 0})
+    ops = K.get("pool").build_onnx(old).graph.node
+    assert [a.name for a in ops[0].attribute if a.name == "ceil_mode"] == []  # built as before
+    assert K.get("pool").defaults == {"ceil": 0} and K.get("conv2d").defaults == {}
+
+
+def test_batchnorm_costs_and_op() -> None:
+    bn = K.get("batchnorm")
+    cfg = dict(h=56, w=56, c=64)
+    assert [n.op_type for n in bn.build_onnx(cfg).graph.node] == ["BatchNormalization"]
+    d = describe(bn.make(**cfg))
+    assert d["flops"] == 2 * 64 * 56 * 56 and d["params"] == 2 * 64
+    assert d["bytes_read"] == 4 * (64 * 56 * 56 + 2 * 64) and d["bytes_written"] == 4 * 64 * 56 * 56
+
+
+@pytest.mark.parametrize(("act", "op"), [("tanh", "Tanh"), ("leaky_relu", "LeakyRelu")])
+def test_tanh_and_leaky_relu_build_run_and_decompose(act: str, op: str) -> None:
+    from hwlat.decompose import kernels_of
+
+    cases = [("activation", dict(c=8, hw=30, act=act)),
+             ("conv_bn_act", dict(h=9, w=9, cin=8, cout=16, k=3, s=2, groups=1, act=act, residual=0)),
+             ("dwconv", dict(h=9, w=9, c=8, k=3, s=1, act=act)),
+             ("linear", dict(m=5, cin=16, cout=8, act=act))]
+    for name, cfg in cases:
+        k = K.get(name).make(**cfg)
+        model = K.get(name).build_onnx(cfg)
+        assert op in [n.op_type for n in model.graph.node]
+        xs, y = _run_ort(k)
+        t = _run_torch(k, xs)
+        np.testing.assert_allclose(y, t, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(t).max())))
+        if name != "activation":  # a standalone [1, c, hw] activation decomposes with the token view
+            assert kernels_of(model).kernels == [k], name
+    lr = K.get("activation").build_onnx(dict(c=4, hw=4, act="leaky_relu")).graph.node[0]
+    assert [round(a.f, 6) for a in lr.attribute if a.name == "alpha"] == [0.01]
+
+
+def test_suites_sample_only_the_old_activations() -> None:
+    from hwlat.kernels.sampling import SAMPLED_ACTIVATIONS
+
+    assert set(SAMPLED_ACTIVATIONS) == set(K.ACTIVATIONS) - {"tanh", "leaky_relu"}
+    acts = {k.config[f] for k in suite("quick") for f in ("act", "gate") if f in k.config}
+    assert acts <= set(SAMPLED_ACTIVATIONS)
+    pools = [k for k in suite("quick") if k.type == "pool"]
+    assert pools and all(k.config["ceil"] == 0 for k in pools)

@@ -76,3 +76,28 @@ def test_build_forward_runs(name: str) -> None:
     with torch.no_grad():
         y = m(torch.randn(sp.input_shape(a)))
     assert y.shape[0] == 1 and y.ndim == 2 and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("r", [132, 136, 140])
+def test_ofa_resnet50_ceil_pools_at_odd_sizes(r: int) -> None:
+    """At resolutions giving odd maps before a stride-2 block the shortcut AvgPool(ceil_mode) kernels
+    carry ceil=1, the encoder equals the decomposition, and every pool's output shape is the real one."""
+    import onnx
+
+    from hwlat.export import torch_to_onnx
+
+    sp = get_space("ofa_resnet50")
+    arch = dict(sp.sample(np.random.default_rng(r)), r=r)
+    proto = onnx.shape_inference.infer_shapes(torch_to_onnx(sp.build(arch), sp.input_shape(arch)))
+    shapes = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+              for vi in list(proto.graph.value_info) + list(proto.graph.output)}
+    out_of = {n.name: shapes.get(n.output[0]) for n in proto.graph.node}
+    dec = kernels_of(proto)
+    assert dec.unsupported == []
+    assert dec.kernels == sp.encode(arch)
+    pools = [k for k in dec.kernels if k.type == "pool"]
+    odd = [k for k in pools if k.config["ceil"] == 1 and k.config["s"] == 2 and k.config["h"] % 2 == 1]
+    assert odd, "no ceil-mode pool at an odd size: pick another resolution"
+    for k in pools:
+        assert k.config["ceil"] == int(k.config["mode"] == "avg")  # stem maxpool floor, shortcuts ceil
+        assert k.outputs == (out_of[k.nodes[0]],), k

@@ -29,10 +29,10 @@ def _report(summary: RunSummary, json_out: bool) -> None:
 
 
 def run_profile(dev: Device, items: list[Item], force: bool, json_out: bool,
-                measure: Optional[dict] = None) -> RunSummary:
+                measure: Optional[dict] = None, store: Optional[ProfileStore] = None) -> RunSummary:
     """Profile with a progress bar; raises when the run could not finish (rows are kept)."""
     with profiling_progress(dev.name) as cb:
-        summary = profile(dev, items, force=force, progress=cb, measure=measure)
+        summary = profile(dev, items, store, force=force, progress=cb, measure=measure)
     _report(summary, json_out)
     return summary
 
@@ -71,7 +71,7 @@ def measure_command(
 
 
 def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space: Optional[str], samples: int,
-               zoo: bool, seed: int) -> list[Item]:
+               zoo: bool, seed: int, types: Optional[list[str]] = None) -> list[Item]:
     from hwlat.profiling.items import items_from_dir
     from hwlat.profiling.sources import kernel_items, space_items, zoo_items
 
@@ -89,7 +89,7 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
         if suite not in ("quick", "standard", "full"):
             raise ConfigError(f"--suite {suite!r}: use quick, standard or full")
         with simple_progress(f"exporting {suite} kernels") as tick:
-            items += kernel_items(suite, dev.runtime, seed=seed, tick=tick)
+            items += kernel_items(suite, dev.runtime, seed=seed, tick=tick, types=types)
     if space:
         with simple_progress(f"exporting {space} subnets") as tick:
             items += space_items(space, samples, dev.runtime, seed=seed, tick=tick)
@@ -97,6 +97,48 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
         with simple_progress("exporting zoo models") as tick:
             items += zoo_items(dev.runtime, tick=tick)
     return items
+
+
+def _parse_types(types: Optional[str]) -> Optional[list[str]]:
+    if not types:
+        return None
+    from hwlat.kernels import names
+
+    out = [t.strip() for t in types.split(",") if t.strip()]
+    bad = [t for t in out if t not in names()]
+    if bad or not out:
+        raise ConfigError(f"--types {types!r}: unknown kernel type(s) {', '.join(bad) or '(none given)'}; "
+                          f"known: {', '.join(names())}")
+    return out
+
+
+def _plan_table(plan) -> Table:  # noqa: ANN001  (RoundPlan; imported lazily)
+    t = Table("kernel type", "rows", "±10 % (out of fold)", "new", "note",
+              title=f"adaptive round {plan.round}: {len(plan.kernels)} new kernels")
+    for r in plan.report:
+        t.add_row(r.kernel_type, str(r.rows), "-" if r.acc10 is None else f"{100 * r.acc10:.0f} %",
+                  str(r.new), r.note)
+    return t
+
+
+def _adaptive(dev: Device, rounds: int, size: Optional[int], seed: int, types: Optional[list[str]], force: bool,
+              json_out: bool, measure: dict) -> list[dict]:
+    """``rounds`` adaptive rounds with a table per round and a progress bar per measurement."""
+    from hwlat.profiling.adaptive import run_adaptive
+
+    def on_plan(plan) -> None:  # noqa: ANN001
+        if not json_out:
+            console.print(_plan_table(plan))
+
+    def runner(d: Device, items: list[Item], store: ProfileStore) -> RunSummary:
+        return run_profile(d, items, force, json_out, measure, store=store)
+
+    def on_start(r: int) -> None:
+        err_console.print(f"[bold]adaptive round {r}/{rounds}[/]: out-of-fold errors on stored kernels …")
+
+    results = run_adaptive(dev, rounds, size, seed=seed, kernel_types=types, force=force, measure=measure,
+                           runner=runner, on_plan=on_plan, on_start=on_start)
+    return [r.to_dict() for r in results]
 
 
 def profile_command(
@@ -111,15 +153,31 @@ def profile_command(
     force: bool = typer.Option(False, "--force", help="Measure again what is already stored."),
     max_time: float = typer.Option(2.0, help="Time cap per item in seconds."),
     json_out: bool = typer.Option(False, "--json", help="JSON summary for scripting."),
+    types: Optional[str] = typer.Option(None, "--types",
+                                        help="Only these kernel types (comma-separated) for --suite and --adaptive."),
+    adaptive: int = typer.Option(0, "--adaptive", min=0, metavar="ROUNDS",
+                                 help="After the rest, ROUNDS rounds of adaptive sampling: train on the stored "
+                                      "kernels, measure more where the out-of-fold error is largest."),
+    adaptive_size: Optional[int] = typer.Option(None, "--adaptive-size", min=1, metavar="N",
+                                                help="New kernels per adaptive round "
+                                                     "(default: 10 % of the stored kernel rows)."),
 ) -> None:
     """Profile a device: a folder of models, a kernel suite, subnets of a space and/or the zoo.
 
     Resumable: rows already stored are skipped, so after Ctrl-C, a killed agent or a
     dropped connection the same command continues where it stopped.
+
+    --adaptive R: R rounds of nn-Meter-style adaptive sampling after the rest;
+    rows are tagged extra={"source": "adaptive", "round": r, "seed": SEED}.
+    The same command with the same --seed re-plans the same kernels.
     """
-    if not (models or suite or space or zoo):
-        raise ConfigError("nothing to profile: give --models DIR, --suite quick|standard|full, --space NAME or --zoo")
+    if not (models or suite or space or zoo or adaptive):
+        raise ConfigError("nothing to profile: give --models DIR, --suite quick|standard|full, --space NAME, "
+                          "--zoo or --adaptive ROUNDS")
+    kernel_types = _parse_types(types)
     measure = {"max_time_s": max_time}
+    if all_devices and adaptive:
+        raise ConfigError("--adaptive runs on one device at a time; give a device name instead of --all")
     if all_devices:
         devs = [d for d in load_devices().values() if not d.builtin]
         if not devs:
@@ -128,7 +186,7 @@ def profile_command(
 
         def one(dev: Device) -> dict:
             try:
-                items = _items_for(dev, models, suite, space, samples, zoo, seed)
+                items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types)
                 return profile(dev, items, force=force, measure=measure).to_dict()
             except HwlatError as e:  # one device failing must not stop the others
                 return {"device": dev.name, "error": str(e), "measured": 0, "failed": []}
@@ -150,13 +208,29 @@ def profile_command(
     if not name:
         raise ConfigError("give a device name, or --all")
     dev = get_device(name)
-    items = _items_for(dev, models, suite, space, samples, zoo, seed)
-    summary = run_profile(dev, items, force, json_out, measure)
+    out: dict = {"device": dev.name}
+    failed = False
+    if models or suite or space or zoo:
+        items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types)
+        summary = run_profile(dev, items, force, json_out, measure)
+        out = summary.to_dict()
+        if summary.error:
+            if json_out:
+                print_json(out)
+            raise HwlatError(summary.error)
+        failed = bool(summary.failed)
+    if adaptive:
+        out["adaptive"] = rounds = _adaptive(dev, adaptive, adaptive_size, seed, kernel_types, force, json_out,
+                                             measure)
+        failed = failed or any(r["failed"] for r in rounds)
+        error = next((r["error"] for r in rounds if r["error"]), None)
+        if error:
+            if json_out:
+                print_json(out)
+            raise HwlatError(error)
     if json_out:
-        print_json(summary.to_dict())
-    if summary.error:
-        raise HwlatError(summary.error)
-    if summary.failed:
+        print_json(out)
+    if failed:
         raise typer.Exit(1)
 
 

@@ -1,5 +1,5 @@
-"""Activation units: one op (Relu, Clip(0,6), HardSwish, …) or a small pattern (swish = Sigmoid+Mul,
-gelu = the Erf pattern, decomposed hswish / hsigmoid) that maps onto one ``act`` name."""
+"""Activation units: one op (Relu, Clip(0,6), HardSwish, Tanh, LeakyRelu, …) or a small pattern
+(swish = Sigmoid+Mul, gelu = the Erf pattern, decomposed hswish / hsigmoid) that maps onto one ``act`` name."""
 
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ def act_from(ctx: Ctx, i: int, x: str) -> Act | None:
     return a
 
 
-_STARTS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Gelu", "Sigmoid", "Add", "Div", "Mul")
+_STARTS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Gelu", "Sigmoid", "Tanh", "LeakyRelu", "Add", "Div",
+           "Mul")
 
 
 def _match(g: Graph, i: int, x: str) -> Act | None:
@@ -103,6 +104,10 @@ def _match(g: Graph, i: int, x: str) -> Act | None:
         return Act("hsigmoid", [i], x, out)
     if op == "Gelu":
         return Act("gelu", [i], x, out)
+    if op == "Tanh":
+        return Act("tanh", [i], x, out)
+    if op == "LeakyRelu":  # any alpha: the slope does not change the cost
+        return Act("leaky_relu", [i], x, out)
     if op == "Sigmoid":
         m = g.only_consumer(out)
         if _is(g, m, "Mul") and m is not None and _other(g, m, out) == x:

@@ -458,7 +458,8 @@ def _transpose_ab(s: Shape, perm: Sequence[int]) -> tuple[int, int] | None:
 
 
 def match_rest(ctx: Ctx) -> None:
-    """Pools, global pools, add/mul, concat, transpose, softmax, activation×activation matmul, glue."""
+    """Pools, global pools, standalone BN, add/mul, concat, transpose, softmax, activation×activation
+    matmul, glue."""
     g = ctx.g
     for i in range(len(g.nodes)):
         if not ctx.free(i):
@@ -492,8 +493,19 @@ def _rest_one(ctx: Ctx, i: int, op: str, x: str, xs: Shape, ys: Shape) -> Match 
             # a window over the whole map (torch's adaptive pool to 1x1 exports like this)
             return Match("global_pool", {"h": xs[2], "w": xs[3], "c": xs[1],
                                          "mode": "max" if op == "MaxPool" else "avg"}, [])
+        # pads are taken as the kernel's (k-1)//2 (docs/kernels.md); ceil_mode selects the rounding
         return Match("pool", {"h": xs[2], "w": xs[3], "c": xs[1], "k": k, "s": s,
-                              "mode": "max" if op == "MaxPool" else "avg"}, [])
+                              "mode": "max" if op == "MaxPool" else "avg",
+                              "ceil": int(bool(g.attr(i, "ceil_mode", 0)))}, [])
+    if op == "BatchNormalization" and 2 <= len(xs) <= 4:
+        # a BN no conv absorbed (match_conv fuses Conv→BN first): its own op in onnxruntime,
+        # MUL+ADD in TFLite
+        if int(g.attr(i, "training_mode", 0)):
+            ctx.reasons.setdefault(i, "training-mode BatchNormalization")
+            return None
+        h = xs[2] if len(xs) > 2 else 1
+        w = xs[3] if len(xs) > 3 else 1
+        return Match("batchnorm", {"h": h, "w": w, "c": xs[1]}, [])
     if op in ("GlobalAveragePool", "GlobalMaxPool") and len(xs) == 4:
         return Match("global_pool", {"h": xs[2], "w": xs[3], "c": xs[1],
                                      "mode": "avg" if op == "GlobalAveragePool" else "max"}, [])

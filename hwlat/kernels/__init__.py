@@ -5,6 +5,7 @@ Importing this package registers every kernel type of docs/kernels.md.
 
 from hwlat.kernels import (  # noqa: F401  (imported to register their kernel types)
     attention,
+    batchnorm,
     concat,
     conv,
     elementwise,

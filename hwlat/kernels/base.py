@@ -17,7 +17,9 @@ ConfigValue = int | float | str
 Shape = tuple[int, ...]
 
 # Activation names used across kernel configs, decomposition and search spaces.
-ACTIVATIONS: tuple[str, ...] = ("none", "relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "gelu")
+# leaky_relu is LeakyRelu with alpha 0.01 in built kernels (the latency does not depend on alpha).
+ACTIVATIONS: tuple[str, ...] = ("none", "relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "gelu",
+                                "tanh", "leaky_relu")
 
 
 @dataclass(frozen=True)
@@ -84,14 +86,20 @@ class KernelType:
     #: constraints between fields (ranges, divisibility, allowed strings), run by ``validate``
     #: on the normalised config; raises ValueError naming the offending field.
     check: Callable[[Mapping[str, ConfigValue]], None] | None = None
+    #: values of fields that a config may omit (fields added to a type after profiles were stored,
+    #: so old rows still validate); ``validate`` fills them in, so normalised configs are complete.
+    defaults: Mapping[str, ConfigValue] = field(default_factory=dict)
 
     def validate(self, config: Mapping[str, ConfigValue]) -> dict[str, ConfigValue]:
         """Return a normalised copy of ``config``; raise ValueError naming a bad field."""
         out: dict[str, ConfigValue] = {}
         for name, typ in self.fields.items():
-            if name not in config:
+            if name in config:
+                v = config[name]
+            elif name in self.defaults:
+                v = self.defaults[name]
+            else:
                 raise ValueError(f"kernel {self.name!r}: missing config field {name!r}")
-            v = config[name]
             if typ is int and (isinstance(v, bool) or (isinstance(v, float) and not v.is_integer())):
                 raise ValueError(f"kernel {self.name!r}: field {name!r}={v!r} is not int")
             try:

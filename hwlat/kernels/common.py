@@ -35,6 +35,8 @@ ACT_FLOPS: dict[str, int] = {
     "sigmoid": 4,  # neg, exp, add, div
     "swish": 5,  # sigmoid + mul
     "gelu": 8,  # div, erf (~4), add, mul, mul
+    "tanh": 5,  # exp-based: ~ sigmoid + scale
+    "leaky_relu": 2,  # mul, max
 }
 assert set(ACT_FLOPS) == set(ACTIVATIONS)
 
@@ -51,9 +53,17 @@ def conv_out(size: int, k: int, s: int) -> int:
     return (size + 2 * (k // 2) - k) // s + 1
 
 
-def pool_out(size: int, k: int, s: int) -> int:
-    """Output size of a pool with padding ``(k - 1) // 2``."""
-    return (size + 2 * ((k - 1) // 2) - k) // s + 1
+def pool_out(size: int, k: int, s: int, ceil: int = 0) -> int:
+    """Output size of a pool with padding ``p = (k - 1) // 2``: ``floor`` (ceil=0) or ``ceil`` (ceil=1,
+    torch ``ceil_mode=True`` / ONNX ``ceil_mode=1``) of ``(size + 2p - k) / s``, plus one. As torch and
+    onnxruntime do, a ceil-mode window that would start in the right padding is dropped."""
+    p = (k - 1) // 2
+    if not ceil:
+        return (size + 2 * p - k) // s + 1
+    out = -(-(size + 2 * p - k) // s) + 1
+    if (out - 1) * s >= size + p:
+        out -= 1
+    return out
 
 
 def make_divisible(v: float, divisor: int = 8, min_val: int | None = None) -> int:
@@ -124,11 +134,16 @@ def define(
     build_onnx: Callable[[Mapping[str, Any]], Any],
     build_torch: Callable[[Mapping[str, Any]], Any],
     doc: str,
+    defaults: Mapping[str, ConfigValue] | None = None,
 ) -> KernelType:
     """Create and register a kernel type whose functions all see a validated config.
 
     bytes_read / bytes_written follow the module-level convention (inputs + params, outputs).
+    ``defaults``: values of fields a config may omit (see :attr:`KernelType.defaults`).
     """
+    unknown = set(defaults or {}) - set(fields)
+    if unknown:
+        raise ValueError(f"kernel type {name!r}: defaults for unknown field(s) {sorted(unknown)}")
     holder: list[KernelType] = []
 
     def v(fn: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, ConfigValue]], Any]:
@@ -149,7 +164,7 @@ def define(
         flops=v(lambda c: float(flops(c))), params=v(lambda c: float(params(c))),
         bytes_read=v(bytes_read), bytes_written=v(bytes_written),
         build_onnx=v(build_onnx), build_torch=v(lambda c: build_torch(c).eval()),
-        input_shapes=v(input_shapes), output_shapes=v(output_shapes), doc=doc,
+        input_shapes=v(input_shapes), output_shapes=v(output_shapes), doc=doc, defaults=dict(defaults or {}),
     )
     holder.append(kt)
     return register(kt)

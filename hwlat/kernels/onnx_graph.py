@@ -17,6 +17,9 @@ from onnx import TensorProto, helper, numpy_helper
 from hwlat.kernels.base import Shape
 from hwlat.kernels.common import IR_VERSION, OPSET
 
+#: negative slope of built ``leaky_relu`` kernels (torch's default; decomposition accepts any alpha)
+LEAKY_RELU_ALPHA = 0.01
+
 
 class Graph:
     """Accumulates nodes, inputs and initializers; ``model()`` returns a checked ModelProto."""
@@ -76,6 +79,10 @@ class Graph:
             e = self.node("Erf", [self.node("Div", [x, self.init("sqrt2", math.sqrt(2.0))])])
             return self.node("Mul", [self.node("Mul", [x, self.node("Add", [e, self.init("one", 1.0)])]),
                                      self.init("half", 0.5)])
+        if act == "tanh":
+            return self.node("Tanh", [x])
+        if act == "leaky_relu":
+            return self.node("LeakyRelu", [x], alpha=LEAKY_RELU_ALPHA)
         raise ValueError(f"unknown activation {act!r}")
 
     def conv(self, x: str, w: np.ndarray, s: int, groups: int, b: np.ndarray | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hwlat.kernels.base import ACTIVATIONS, Kernel, KernelType, get
+from hwlat.kernels.base import Kernel, KernelType, get
 from hwlat.kernels.common import conv_out, make_divisible
 from hwlat.kernels.derived import describe
 
@@ -25,6 +25,10 @@ Rng = np.random.Generator
 COMMON_RES = (7, 14, 28, 56, 112, 224)
 TOKENS = (16, 49, 50, 64, 65, 196, 197, 256, 257)
 DIMS = (64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
+#: Activations the samplers (and adaptive perturbation) draw from: the list before tanh / leaky_relu
+#: joined ACTIVATIONS, so suites and their stored profiles stay as they were.
+SAMPLED_ACTIVATIONS: tuple[str, ...] = ("none", "relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish",
+                                        "gelu")
 CONV_ACTS = {"relu": 0.4, "relu6": 0.15, "hswish": 0.15, "swish": 0.15, "gelu": 0.05, "sigmoid": 0.05,
              "hsigmoid": 0.05}
 
@@ -164,6 +168,12 @@ def _global_pool(rng: Rng) -> Cfg:
     h = 7 if rng.random() < 0.5 else resolution(rng, 4, 56)
     c = channels(rng, h, 16, 1280) if rng.random() < 0.7 else int(pick(rng, (960, 1024, 1280, 576, 2048)))
     return {"h": h, "w": h, "c": c, "mode": pick(rng, {"avg": 0.85, "max": 0.15})}
+
+
+@sampler("batchnorm")
+def _batchnorm(rng: Rng) -> Cfg:
+    h, w = _hw(rng)
+    return {"h": h, "w": w, "c": channels(rng, h)}
 
 
 def _act_map(rng: Rng) -> tuple[int, int, bool]:
@@ -340,6 +350,8 @@ GRIDS: dict[str, Callable[[], list[Cfg]]] = {
                      {"h": 28, "w": 28, "c": 192, "k": 3, "s": 1, "mode": "avg"},
                      {"h": 20, "w": 20, "c": 256, "k": 5, "s": 1, "mode": "max"}],
     "global_pool": lambda: [{"h": 7, "w": 7, "c": c, "mode": "avg"} for c in (512, 960, 1280, 2048)],
+    # pre-activation ResNet stages (BN -> ReLU -> conv) and their 4x-wide bottleneck inputs
+    "batchnorm": lambda: [{"h": h, "w": h, "c": m * c} for h, c in _stages() for m in (1, 4)],
     "add": lambda: [{"c": c, "hw": h * h, "broadcast": 0} for h, c in _stages((24, 40, 80, 160))]
     + [{"c": c, "hw": h * h, "broadcast": 0} for h, c in _stages()]
     + [{"c": d, "hw": 197, "broadcast": 0} for d in (192, 384, 768)],
@@ -395,8 +407,8 @@ def try_make(kt: KernelType, cfg: Mapping[str, Any]) -> Kernel | None:
 
 # --- adaptive sampling ------------------------------------------------------------------
 _SETS: dict[str, tuple[Any, ...]] = {
-    "s": (1, 2), "e": (1, 3, 4, 6), "se": (0, 1), "residual": (0, 1), "broadcast": (0, 1),
-    "mode": ("max", "avg"), "gate": ("hsigmoid", "sigmoid"), "act": ACTIVATIONS,
+    "s": (1, 2), "e": (1, 3, 4, 6), "se": (0, 1), "residual": (0, 1), "broadcast": (0, 1), "ceil": (0, 1),
+    "mode": ("max", "avg"), "gate": ("hsigmoid", "sigmoid"), "act": SAMPLED_ACTIVATIONS,
     "n_inputs": (2, 3, 4, 5, 6, 8), "heads": (1, 2, 3, 4, 6, 8, 12, 16),
 }
 _TYPE_SETS: dict[tuple[str, str], tuple[int, ...]] = {

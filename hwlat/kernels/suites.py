@@ -29,7 +29,7 @@ class SuiteSpec:
 
 _STANDARD = {"conv_bn_act": 300, "conv2d": 200, "dwconv": 200, "linear": 150, "mbconv": 250, "matmul": 80,
              "pool": 60, "global_pool": 40, "add": 80, "mul": 60, "concat": 60, "activation": 100, "se": 100,
-             "channel_shuffle": 40, "transpose": 40, "patch_embed": 40, "layernorm": 60, "softmax": 60, "mha": 80}
+             "batchnorm": 40, "channel_shuffle": 40, "transpose": 40, "patch_embed": 40, "layernorm": 60, "softmax": 60, "mha": 80}
 
 SUITES: dict[str, SuiteSpec] = {
     "quick": SuiteSpec({"conv_bn_act": 14, "conv2d": 10, "dwconv": 12, "linear": 10, "mbconv": 10},

@@ -37,6 +37,10 @@ def act_fn(x: Tensor, act: str) -> Tensor:
         return x * torch.sigmoid(x)
     if act == "gelu":
         return F.gelu(x)
+    if act == "tanh":
+        return torch.tanh(x)
+    if act == "leaky_relu":
+        return F.leaky_relu(x, 0.01)  # = onnx_graph.LEAKY_RELU_ALPHA
     return x
 
 
@@ -92,12 +96,16 @@ class MatMul(nn.Module):
 
 
 class Pool(nn.Module):
-    def __init__(self, k: int, s: int, mode: str) -> None:
+    def __init__(self, k: int, s: int, mode: str, ceil: bool = False) -> None:
         super().__init__()
         p = (k - 1) // 2
-        # ONNX AveragePool excludes padding from the count by default.
-        self.pool = (nn.MaxPool2d(k, s, p) if mode == "max"
-                     else nn.AvgPool2d(k, s, p, count_include_pad=False))
+        # ONNX AveragePool excludes padding from the count by default. Without padding (p == 0) the
+        # count mode changes no number, so a ceil-mode pool then takes torch's default (include),
+        # which is what ceil-mode models (OFA-ResNet's AvgPool2d(s, s, 0, ceil_mode=True)) use and
+        # what litert-torch lowers differently (PAD + AVERAGE_POOL_2D + MUL instead of one op).
+        include = bool(ceil) and p == 0
+        self.pool = (nn.MaxPool2d(k, s, p, ceil_mode=bool(ceil)) if mode == "max"
+                     else nn.AvgPool2d(k, s, p, ceil_mode=bool(ceil), count_include_pad=include))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pool(x)
@@ -112,6 +120,22 @@ class GlobalPool(nn.Module):
         if self.mode == "max":
             return F.adaptive_max_pool2d(x, 1)
         return F.adaptive_avg_pool2d(x, 1)
+
+
+class BatchNorm(nn.Module):
+    """Eval-mode BatchNorm2d with the ONNX builder's scale, bias, mean and var."""
+
+    def __init__(self, c: int, w: Mapping[str, np.ndarray]) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c, eps=1e-5)
+        _load(self.bn.weight, w["scale"])
+        _load(self.bn.bias, w["bias"])
+        _load(self.bn.running_mean, w["mean"])
+        _load(self.bn.running_var, w["var"])
+        self.eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(x)
 
 
 class Binary(nn.Module):

@@ -30,7 +30,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 
 #: Bumped when the meaning of a feature changes (stored in predictor metadata; a predictor with
 #: another version is refused at load).
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3  # 3: pool gained "ceil", act/gate gained tanh and leaky_relu, type batchnorm
 
 _ALIGN = ("cin_mod4", "cin_mod8", "cout_mod4", "cout_mod8", "cout_mod16")
 _GEMM = ("log_gemm_m", "log_gemm_n", "log_gemm_k", "log_out_hw")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hwlat.export.formats import SUFFIX, export_module, format_for
 from hwlat.paths import profiles_root
 from hwlat.profiling.items import Item
+
+if TYPE_CHECKING:
+    from hwlat.kernels.base import Kernel
 
 Tick = Callable[[int, int], None]
 log = logging.getLogger("hwlat")
@@ -22,13 +26,23 @@ def cache_dir(kind: str, fmt: str) -> Path:
     return profiles_root() / ".cache" / kind / fmt
 
 
-def kernel_items(suite: str, runtime: str, seed: int = 0, tick: Tick | None = None) -> list[Item]:
-    """Items for every kernel of a benchmark suite (``quick``, ``standard``, ``full``)."""
-    from hwlat.kernels.export import export_kernel
+def kernel_items(suite: str, runtime: str, seed: int = 0, tick: Tick | None = None,
+                 types: Collection[str] | None = None) -> list[Item]:
+    """Items for every kernel of a benchmark suite (``quick``, ``standard``, ``full``), or of its
+    kernel ``types`` only."""
     from hwlat.kernels.suites import suite as make_suite
 
-    fmt = format_for(runtime)
     kernels = make_suite(suite, seed=seed)
+    if types is not None:
+        kernels = [k for k in kernels if k.type in types]
+    return items_for_kernels(kernels, runtime, tick=tick)
+
+
+def items_for_kernels(kernels: Sequence[Kernel], runtime: str, tick: Tick | None = None) -> list[Item]:
+    """Items for ``kernels``, exported once to the runtime's format (cached by content)."""
+    from hwlat.kernels.export import export_kernel
+
+    fmt = format_for(runtime)
     paths: dict[int, Path] = {}
     if fmt.startswith("tflite"):
         # litert-torch takes seconds per model: convert in parallel worker processes, skip failures

@@ -13,9 +13,8 @@ Arch (canonical): ``{"d": [5], "e": [18], "w": [6], "r": int}`` as in OFA's ``OF
 Structure: stem conv3x3 s2 → [conv3x3 + identity] → conv3x3 → maxpool 3x3 s2 → bottlenecks
 (1x1 → 3x3 (stride) → 1x1, + shortcut, relu) with OFA's "avgpool_conv" shortcut (AvgPool k=s s=s
 ceil_mode → 1x1 conv → BN) when the shape changes → global avg pool → linear 1000.
-For inputs whose spatial size is odd before a stride-2 block, OFA's ceil-mode AvgPool outputs
-ceil(h/2) while the ``pool`` kernel schema (no ceil flag) describes floor(h/2): the pool kernel's
-output shape then differs by one row/column from the real tensor (flagged in the report).
+The shortcut AvgPool is a ``pool`` kernel with ``ceil=1``: at odd sizes before a stride-2 block it
+outputs ceil(h/2), like the 3x3 stride-2 conv of the main branch.
 """
 
 from __future__ import annotations
@@ -209,7 +208,7 @@ def bottleneck_kernels(h: int, cin: int, cout: int, s: int, mid: int) -> list[Ke
     ho = conv_out(h, 3, s)
     ks: list[Kernel] = []
     if not (s == 1 and cin == cout):  # avgpool_conv shortcut (OFA keeps AvgPool(k=s) even for s=1)
-        ks.append(kernel("pool", h=h, w=h, c=cin, k=s, s=s, mode="avg"))
+        ks.append(kernel("pool", h=h, w=h, c=cin, k=s, s=s, mode="avg", ceil=1))
         ks.append(kernel("conv2d", h=ho, w=ho, cin=cin, cout=cout, k=1, s=1, groups=1, residual=0))
     ks.append(kernel("conv_bn_act", h=h, w=h, cin=cin, cout=mid, k=1, s=1, groups=1, act="relu", residual=0))
     ks.append(kernel("conv_bn_act", h=h, w=h, cin=mid, cout=mid, k=3, s=s, groups=1, act="relu", residual=0))

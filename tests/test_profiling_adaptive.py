@@ -1,0 +1,88 @@
+"""Adaptive sampling rounds on real measurements (local onnxruntime agent): planning, tagging, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hwlat.devices import get_device
+from hwlat.kernels.base import Kernel, get
+from hwlat.profiling import profile
+from hwlat.profiling.adaptive import adaptive_round, allocate, is_adaptive
+from hwlat.profiling.sources import items_for_kernels
+from hwlat.store import ProfileStore
+
+HWLAT = [sys.executable, "-m", "hwlat"]
+
+
+def hwlat(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*HWLAT, *args], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def _base_kernels() -> list[Kernel]:
+    # `add`: 20 sizes within ±10 % of each other, so any sane predictor is within ±10 %.
+    # `mul`: 20 sizes spread over two decades, so each held-out one lies between far neighbours.
+    add = [get("add").make(c=c, hw=hw, broadcast=0) for c in (96, 104, 112, 120, 128)
+           for hw in (3136, 3249, 3364, 3481)]
+    mul = [get("mul").make(c=int(c), hw=3136, broadcast=0) for c in np.geomspace(8, 1024, 20).round()]
+    assert len({k.key() for k in mul}) == 20
+    return add + mul
+
+
+def test_allocate_follows_error_mass() -> None:
+    assert allocate({"a": 0, "b": 10, "c": 30}, 20) == {"a": 0, "b": 6, "c": 14}  # 3 each, then 14 by 1:3 (tie to c)
+    assert sum(allocate({"a": 1, "b": 2, "c": 50}, 9).values()) == 9
+    assert allocate({"a": 1, "b": 2, "c": 50}, 9)["a"] == 3  # at least a few for any type with errors
+    assert allocate({"a": 5, "b": 9}, 1) == {"a": 0, "b": 1}
+    assert allocate({"a": 0, "b": 0}, 10) == {"a": 0, "b": 0}
+
+
+def test_adaptive_round_measures_where_the_predictor_errs(hwlat_home: Path) -> None:
+    dev = get_device("local")
+    base = _base_kernels()
+    s = profile(dev, items_for_kernels(base, dev.runtime), measure={"max_time_s": 0.05})
+    assert s.ok and s.measured == 40
+
+    plan = adaptive_round(ProfileStore("local"), n=10, seed=0, runtime=dev.runtime)
+    rep = {r.kernel_type: r for r in plan.report}
+    assert rep["add"].rows == rep["mul"].rows == 20
+    assert rep["mul"].acc10 is not None and rep["add"].acc10 is not None
+    assert rep["mul"].acc10 < rep["add"].acc10 and rep["mul"].new > rep["add"].new
+    assert len(plan.kernels) == 10 and sum(r.new for r in plan.report) == 10
+    base_keys = {k.key() for k in base}
+    keys = [k.key() for k in plan.kernels]
+    assert len(set(keys)) == 10 and not set(keys) & base_keys
+    assert all(get(k.type).make(**k.config) == k for k in plan.kernels)
+
+    # the CLI measures exactly that plan (same store, same seed), tagged as adaptive round 1
+    args = ("profile", "local", "--adaptive", "1", "--adaptive-size", "10", "--max-time", "0.05", "--json")
+    r = hwlat(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    (rnd,) = out["adaptive"]
+    assert rnd["round"] == 1 and rnd["planned"] == 10 and rnd["measured"] == 10 and not rnd["failed"]
+    assert {t["kernel_type"]: t["new"] for t in rnd["types"]} == {"add": rep["add"].new, "mul": rep["mul"].new}
+    df = ProfileStore("local").kernels(expand=False)
+    tagged = df[df["extra"].map(is_adaptive)]
+    assert len(df) == 50 and len(tagged) == 10
+    tags = [json.loads(e) for e in tagged["extra"]]  # the agent's own extras stay next to the tags
+    assert all(t["source"] == "adaptive" and t["round"] == 1 and t["seed"] == 0 and "providers" in t for t in tags)
+    stored = {get(t).make(**json.loads(c)).key() for t, c in zip(tagged["kernel_type"], tagged["config"])}
+    assert stored == set(keys)
+    assert (tagged["median_ms"] > 0).all() and not df[~df["extra"].map(is_adaptive)]["extra"].map(is_adaptive).any()
+
+    # resumable: the same command re-plans the same kernels and measures nothing
+    again = json.loads(hwlat(*args).stdout)["adaptive"][0]
+    assert again["planned"] == 10 and again["measured"] == 0 and again["skipped"] == 10
+    assert len(ProfileStore("local").kernels()) == 50
+
+
+def test_adaptive_cli_errors_are_one_line(hwlat_home: Path) -> None:
+    r = hwlat("profile", "local", "--adaptive", "1", "--types", "add,nope")
+    assert r.returncode != 0 and "unknown kernel type(s) nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = hwlat("profile", "--all", "--adaptive", "1")
+    assert r.returncode != 0 and "one device at a time" in r.stderr
