@@ -119,7 +119,7 @@ def main() -> None:
                 checks[rule] = {"n": 0, "meets_budget": 0, "share": None}
                 continue
             console.print(f"measuring {len(chosen)} subnets feasible by the {rule} rule on {args.device!r} ...")
-            measured = measure_archs(args.device, sp, chosen)
+            measured = measure_archs(args.device, sp, chosen, target=oracle.target)
             meets = measured <= budget
             checks[rule] = {"n": len(chosen), "meets_budget": int(meets.sum()), "share": float(meets.mean()),
                             "predicted_ms": [float(lat[i]) for i in pick], "upper_ms": [float(high[i]) for i in pick],

@@ -75,8 +75,8 @@ def _report(console, title, front, budget, args, oracle, measure_archs, archs, p
     if args.measure <= 0 or not canon:
         return
     best = canon[: args.measure]
-    console.print(f"measuring the {len(best)} best feasible subnets on {args.device!r} ...")
-    ms = measure_archs(args.device, oracle.space, best)
+    console.print(f"measuring the {len(best)} best feasible subnets on {args.device!r} ({oracle.target}) ...")
+    ms = measure_archs(args.device, oracle.space, best, target=oracle.target)
     for c, m in zip(best, ms, strict=True):
         console.print(f"  predicted {oracle(c):.3f} ms, measured {m:.3f} ms -> {'meets' if m <= budget else 'MISSES'}")
     console.print(f"[bold]{int((ms <= budget).sum())}/{len(best)} really meet the {budget:.3f} ms budget[/bold]")

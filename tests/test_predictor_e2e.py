@@ -229,3 +229,21 @@ def test_subnet_model_is_kept_only_when_it_beats_the_kernel_sum(profile_root: Pa
     check = res.predictor.manifest["subnet_checks"]["ofa_mbv3"]
     assert check["kept"] == (check["cv_mape_subnet"] < check["mape_kernel_sum"])
     assert ("ofa_mbv3" in res.predictor.subnets) == check["kept"]
+
+
+def test_excluded_kernels_are_never_trained_on(profile_root: Path, tmp_path: Path) -> None:
+    from hwlat.predictors.training import kernel_data, kernel_hash, read_train_keys, train
+    from hwlat.store import ProfileStore
+
+    root = tmp_path / "profiles"
+    shutil.copytree(profile_root / "local", root / "local")
+    kd = kernel_data(ProfileStore("local", root=root))
+    dw = {h for k, h in zip(kd.kernels, kd.hashes) if k.type == "dwconv"}
+    res = train("local", "gbdt", root=root, holdout=0.0, min_samples=8, min_subnets=50, fast=True,
+                exclude_kernels=dw)
+    keys = read_train_keys(res.directory)["kernels"]
+    assert dw and not dw & keys and len(keys) == len(kd.kernels) - len(dw)
+    assert res.predictor.manifest["n_kernels"]["holdout"] == len(dw)
+    # excluded kernels are what the held-out evaluation scores
+    assert res.evaluation["summary"]["kernel"]["n"] == len(dw)
+    assert kernel_hash(kd.kernels[0]) == kd.hashes[0]

@@ -101,3 +101,23 @@ def test_ofa_resnet50_ceil_pools_at_odd_sizes(r: int) -> None:
     for k in pools:
         assert k.config["ceil"] == int(k.config["mode"] == "avg")  # stem maxpool floor, shortcuts ceil
         assert k.outputs == (out_of[k.nodes[0]],), k
+
+
+def test_space_kernel_items_are_the_distinct_kernels_of_the_sampled_subnets(tmp_path, monkeypatch) -> None:
+    import numpy as np
+
+    from hwlat.profiling.sources import space_kernel_items, subnet_kernels
+    from hwlat.spaces import get_space
+
+    monkeypatch.setenv("HWLAT_PROFILES", str(tmp_path))
+    space = get_space("nb201")
+    rng = np.random.default_rng(3)
+    archs = [space.canonical(space.sample(rng)) for _ in range(3)]
+    want = {k.key() for a in archs for k in space.encode(a)}
+    got = subnet_kernels("nb201", archs, "onnxruntime")
+    assert [k.key() for k in got] == list(dict.fromkeys(k.key() for a in archs for k in space.encode(a)))
+    assert {k.key() for k in got} == want
+    items = space_kernel_items("nb201", 3, "onnxruntime", seed=3)
+    assert {(it.kernel_type, tuple(sorted(it.config.items()))) for it in items} == \
+        {(k.type, tuple(sorted(k.config.items()))) for k in got}
+    assert all(it.file.is_file() and it.table == "kernels" for it in items)

@@ -85,8 +85,10 @@ def train_command(
     min_samples: int = typer.Option(24, "--min-samples", help="Kernel types with fewer measurements use the "
                                                               "pooled model."),
     fast: bool = typer.Option(False, "--fast", help="Smaller hyper-parameter search and shorter MLP training."),
-    target: str = typer.Option("median_ms", "--target", help="Statistic to predict: median_ms or min_ms "
-                                                              "(robust when the device was busy)."),
+    target: str = typer.Option("median_ms", "--target", help="Statistic to predict: median_ms, min_ms "
+                                                              "(robust when the device was busy) or floor_ms (lowest "
+                                                              "over all passes of `hwlat profile --passes N`: for "
+                                                              "hosts whose speed switches between states)."),
     json_out: bool = typer.Option(False, "--json", help="JSON output for scripting."),
 ) -> None:
     """Train the latency predictor(s) of a device from its profile store (GBDT and/or MLP, kernel

@@ -71,9 +71,10 @@ def measure_command(
 
 
 def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space: Optional[str], samples: int,
-               zoo: bool, seed: int, types: Optional[list[str]] = None) -> list[Item]:
+               zoo: bool, seed: int, types: Optional[list[str]] = None, space_kernels: bool = False
+               ) -> list[Item]:
     from hwlat.profiling.items import items_from_dir
-    from hwlat.profiling.sources import kernel_items, space_items, zoo_items
+    from hwlat.profiling.sources import kernel_items, space_items, space_kernel_items, zoo_items
 
     items: list[Item] = []
     if models:
@@ -93,6 +94,9 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
     if space:
         with simple_progress(f"exporting {space} subnets") as tick:
             items += space_items(space, samples, dev.runtime, seed=seed, tick=tick)
+        if space_kernels:
+            with simple_progress(f"exporting the kernels of those {space} subnets") as tick:
+                items += space_kernel_items(space, samples, dev.runtime, seed=seed, tick=tick)
     if zoo:
         with simple_progress("exporting zoo models") as tick:
             items += zoo_items(dev.runtime, tick=tick)
@@ -147,11 +151,17 @@ def profile_command(
     suite: Optional[str] = typer.Option(None, "--suite", help="Kernel benchmark suite: quick, standard or full."),
     space: Optional[str] = typer.Option(None, "--space", help="Search space to sample subnets from, e.g. ofa_mbv3."),
     samples: int = typer.Option(50, "--samples", help="Number of random subnets with --space."),
+    space_kernels: bool = typer.Option(False, "--space-kernels",
+                                       help="With --space: also measure each distinct kernel of those subnets "
+                                            "alone, so the kernel predictor learns the space's own kernels."),
     zoo: bool = typer.Option(False, "--zoo", help="Also measure the model zoo."),
     all_devices: bool = typer.Option(False, "--all", help="Profile every device in devices.toml in parallel."),
     seed: int = typer.Option(0, help="Sampling seed."),
     force: bool = typer.Option(False, "--force", help="Measure again what is already stored."),
     max_time: float = typer.Option(2.0, help="Time cap per item in seconds."),
+    passes: int = typer.Option(1, "--passes", min=1,
+                               help="Measure every item this many times, minutes apart, in a new order each pass "
+                                    "(train with --target floor_ms on hosts whose speed fluctuates)."),
     json_out: bool = typer.Option(False, "--json", help="JSON summary for scripting."),
     types: Optional[str] = typer.Option(None, "--types",
                                         help="Only these kernel types (comma-separated) for --suite and --adaptive."),
@@ -176,6 +186,8 @@ def profile_command(
                           "--zoo or --adaptive ROUNDS")
     kernel_types = _parse_types(types)
     measure = {"max_time_s": max_time}
+    if space_kernels and not space:
+        raise ConfigError("--space-kernels needs --space NAME (the subnets whose kernels to measure)")
     if all_devices and adaptive:
         raise ConfigError("--adaptive runs on one device at a time; give a device name instead of --all")
     if all_devices:
@@ -186,7 +198,7 @@ def profile_command(
 
         def one(dev: Device) -> dict:
             try:
-                items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types)
+                items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types, space_kernels)
                 return profile(dev, items, force=force, measure=measure).to_dict()
             except HwlatError as e:  # one device failing must not stop the others
                 return {"device": dev.name, "error": str(e), "measured": 0, "failed": []}
@@ -211,9 +223,18 @@ def profile_command(
     out: dict = {"device": dev.name}
     failed = False
     if models or suite or space or zoo:
-        items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types)
-        summary = run_profile(dev, items, force, json_out, measure)
-        out = summary.to_dict()
+        items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types, space_kernels)
+        if passes > 1:
+            from hwlat.profiling.passes import profile_passes
+
+            runs = profile_passes(dev, items, passes=passes, seed=seed,
+                                  runner=lambda d, its, st, f: run_profile(d, its, force or f, json_out, measure,
+                                                                           store=st))
+            summary = runs[-1]
+            out = {**runs[0].to_dict(), "passes": [r.to_dict() for r in runs]}
+        else:
+            summary = run_profile(dev, items, force, json_out, measure)
+            out = summary.to_dict()
         if summary.error:
             if json_out:
                 print_json(out)

@@ -154,6 +154,13 @@ class Oracle:
         self.table: SlotTable | None = TABLES[self.space_name](self.model) if self.mode == "table" else None
         self._preds = KernelPredictions(self.model)
 
+    @property
+    def target(self) -> str:
+        """The measured statistic the predictor learned (``median_ms``, ``min_ms`` or ``floor_ms``):
+        what a measurement that checks this oracle must report (``measure_archs(..., target=)``)."""
+        manifest = getattr(self.predictor, "manifest", None) or {}
+        return str(manifest.get("target", "median_ms"))
+
     @classmethod
     def from_predictor(cls, predictor: Any, space: str = "ofa_mbv3", **kwargs: Any) -> Oracle:
         """An oracle over ``predictor`` (hwlat Predictor or any object with ``predict_kernels``)."""

@@ -221,7 +221,12 @@ def profile(device: Device, items: list[Item], store: ProfileStore | None = None
                     have = set() if force else store.measured_keys("models") | store.measured_keys("kernels")
                     opts = device.runtime_options()
                     keyed = [(it, it.key(device.runtime, str(fp.get("runtime_version", "")), opts)) for it in items]
-                    pending = [(it, k) for it, k in keyed if k not in have]
+                    # the same item listed twice (a suite kernel that is also a subnet's kernel) is measured once
+                    pending, seen = [], set(have)
+                    for it, k in keyed:
+                        if k not in seen:
+                            seen.add(k)
+                            pending.append((it, k))
                     summary.skipped = len(items) - len(pending)
                     if progress:
                         progress("plan", None, summary.skipped, total)

@@ -95,6 +95,47 @@ def space_items(space_name: str, samples: int, runtime: str, seed: int = 0,
     return out
 
 
+def subnet_kernels(space_name: str, archs: Sequence[object], runtime: str) -> list[Kernel]:
+    """Distinct kernels of subnets of a space, in first-seen order, as ``runtime`` fuses them.
+
+    onnxruntime uses the space's encoder (no tracing); other runtimes decompose the built module.
+    """
+    from hwlat.decompose import kernels_of, runtimes
+    from hwlat.spaces import get_space
+
+    space = get_space(space_name)
+    seen: dict[str, Kernel] = {}
+    for arch in archs:
+        if runtime == "onnxruntime":
+            ks = list(space.encode(arch))
+        else:
+            rt = runtime if runtime in runtimes() else "onnxruntime"
+            ks = list(kernels_of(space.build(arch), space.input_shape(arch), runtime=rt).kernels)
+        for k in ks:
+            seen.setdefault(k.key(), k)
+    return list(seen.values())
+
+
+def space_kernel_items(space_name: str, samples: int, runtime: str, seed: int = 0,
+                       tick: Tick | None = None) -> list[Item]:
+    """Items for the distinct kernels of the ``samples`` subnets :func:`space_items` draws with
+    ``seed``, each measured alone: the space's own kernels for the kernel-level predictor."""
+    from hwlat.spaces import get_space
+
+    space = get_space(space_name)
+    rng = np.random.default_rng(seed)
+    seen: set[str] = set()
+    archs = []
+    tries = 0
+    while len(archs) < samples and tries < samples * 20:  # the same draw as space_items
+        tries += 1
+        arch = space.canonical(space.sample(rng))
+        if space.key(arch) not in seen:
+            seen.add(space.key(arch))
+            archs.append(arch)
+    return items_for_kernels(subnet_kernels(space_name, archs, runtime), runtime, tick=tick)
+
+
 def zoo_items(runtime: str, names: list[str] | None = None, tick: Tick | None = None) -> list[Item]:
     """Items for the model zoo (classic networks written in code)."""
     from hwlat import zoo

@@ -1,0 +1,52 @@
+"""Repeated measurement passes on the real ``local`` device and the ``floor_ms`` target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hwlat.devices import get_device
+from hwlat.kernels.export import export_kernel
+from hwlat.kernels.suites import suite
+from hwlat.predictors.training import kernel_data
+from hwlat.profiling import Item
+from hwlat.profiling.passes import profile_passes, stored_counts
+from hwlat.store import ProfileStore
+
+MEASURE = {"max_time_s": 0.05, "min_runs": 5, "warmup_max_s": 0.02}
+
+
+def _items(tmp: Path, n: int = 3) -> list[Item]:
+    ks = [k for k in suite("quick") if k.type in ("add", "activation")][:n]
+    return [Item(table="kernels", name=f"{k.type}:{i}", file=export_kernel(k, "onnx", tmp / "k"),
+                 kernel_type=k.type, config=dict(k.config)) for i, k in enumerate(ks)]
+
+
+def test_every_item_gets_one_row_per_pass_and_a_rerun_measures_nothing(tmp_path: Path) -> None:
+    store = ProfileStore("local", root=tmp_path / "profiles")
+    items = _items(tmp_path)
+    # an item listed twice (a suite kernel that is also a subnet's kernel) is measured once per pass
+    runs = profile_passes(get_device("local"), items + items[:1], store, passes=3, measure=MEASURE)
+    assert len(runs) == 3 and all(r.error is None and not r.failed for r in runs)
+    assert [r.measured for r in runs] == [3, 3, 3]
+    counts = stored_counts(store)
+    assert len(counts) == 3 and set(counts.values()) == {3}
+    again = profile_passes(get_device("local"), items, store, passes=3, measure=MEASURE)
+    assert [r.measured for r in again] == [0]  # all stored: nothing left for passes 2 and 3
+
+    # floor_ms is the lowest min_ms over every row; median_ms comes from the latest row only
+    df = store.kernels(latest=False, expand=False)
+    floor = kernel_data(store, "floor_ms")
+    latest = kernel_data(store, "median_ms")
+    assert len(floor.y) == len(latest.y) == 3
+    assert np.isclose(sorted(floor.y), sorted(df.groupby("item_key")["min_ms"].min())).all()
+    lat = dict(zip(latest.hashes, latest.y))
+    assert all(y <= lat[h] for h, y in zip(floor.hashes, floor.y))
+
+
+def test_passes_must_be_positive(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="passes"):
+        profile_passes(get_device("local"), [], ProfileStore("local", root=tmp_path), passes=0)
