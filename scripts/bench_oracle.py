@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100_000, help="archs per batch call")
     ap.add_argument("--measure", type=int, default=20, help="subnets to measure per rule (0: skip)")
     ap.add_argument("--out", default="bench_results/bench_oracle.json")
+    ap.add_argument("--residual", action="store_true",
+                    help="also apply the predictor's whole-model residual GBDT if it kept one (exact "
+                         "Predictor.predict, per-arch and far slower); default: the additive lookup-table path")
     args = ap.parse_args()
 
     from hwlat.oracle import Oracle
@@ -73,7 +76,7 @@ def main() -> None:
                   f"{info['affinity']} | python {info['python']} | numpy {info['numpy']} | load {info['load_avg_1m']}")
     pred = Predictor.load(args.device, kind=args.kind, root=args.root)
     t0 = time.perf_counter()
-    oracle = Oracle.from_predictor(pred, args.space)
+    oracle = Oracle.from_predictor(pred, args.space, residual=args.residual)
     sp = oracle.space
     rng = np.random.default_rng(0)
     oracle(sp.sample(rng))  # builds the lookup table
@@ -126,7 +129,7 @@ def main() -> None:
                             "measured_ms": [float(x) for x in measured],
                             "median_rel_error": float(np.median(np.abs(lat[pick] - measured) / measured))}
 
-    t = Table(title=f"latency oracle: {args.space} on {args.device} ({pred.kind}, 1 core)")
+    t = Table(title=f"latency oracle: {args.space} on {args.device} ({pred.kind}, {oracle.mode} path, 1 core)")
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_column("target", justify="right")
@@ -146,7 +149,7 @@ def main() -> None:
         t.add_row(f"median |pred-meas|/meas ({rule} set)", f"{c['median_rel_error']:.1%}", "")
     console.print(t)
 
-    out = {"machine": info, "device": args.device, "space": args.space, "predictor_kind": pred.kind,
+    out = {"machine": info, "device": args.device, "space": args.space, "predictor_kind": pred.kind, "path": oracle.mode, "target": oracle.target,
            "overhead": pred.overhead.to_dict(), "table_build_s": build_s,
            "single_miss_us": {"median": float(np.median(miss_ns) / 1e3), "p90": float(np.percentile(miss_ns, 90) / 1e3)},
            "single_hit_us": {"median": float(np.median(hit_ns) / 1e3)}, "cache": info_cache, "batch": batch,

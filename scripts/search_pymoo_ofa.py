@@ -29,6 +29,9 @@ def main() -> None:
     ap.add_argument("--measure", type=int, default=5, help="best feasible subnets to measure (0: skip)")
     ap.add_argument("--upper", action="store_true", help="constrain the 90 %% interval's high end, not the mean")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--residual", action="store_true",
+                    help="also apply the predictor's whole-model residual GBDT if it kept one (exact "
+                         "Predictor.predict, per-arch and far slower); default: the additive lookup-table path")
     args = ap.parse_args()
 
     from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -44,7 +47,7 @@ def main() -> None:
     from hwlat.oracle.measure import flops_proxy, measure_archs
 
     console = Console()
-    oracle = Oracle(args.device, "ofa_mbv3", root=args.root, upper=args.upper)
+    oracle = Oracle(args.device, "ofa_mbv3", root=args.root, upper=args.upper, residual=args.residual)
     sp = oracle.space
     rng = np.random.default_rng(args.seed)
     budget = args.budget or float(np.median(oracle.batch([sp.sample(rng) for _ in range(10_000)])))

@@ -219,3 +219,37 @@ def test_oracle_loads_device_predictor(trained: tuple[Any, Path]) -> None:
         Oracle("local", space="fbnet", root=root, method="subnet")
     with pytest.raises(PredictorError, match="hwlat train"):
         Oracle("local", space="fbnet", root=root / "empty")
+
+
+def test_residual_predictor_exact_per_arch_or_additive_tables(pred: Any) -> None:
+    """A predictor with a whole-model residual: the oracle is exact per arch by default, and with
+    residual=False answers from the lookup tables exactly as the predictor without its residual."""
+    import copy
+
+    from hwlat.kernels.base import names
+    from hwlat.predictors.artifacts import PredictorArtifact
+    from hwlat.predictors.features import model_feature_names
+    from hwlat.predictors.kernel_models import fit_residual, whole_model_parts
+    from hwlat.predictors.range_check import RangeCheck
+
+    sp = get_space("ofa_mbv3")
+    rng = np.random.default_rng(11)
+    archs = [sp.sample(rng) for _ in range(30)]
+    lists = [sp.encode(a) for a in archs]
+    kms = [pred.predict_kernels(ks, return_interval=False) for ks in lists]
+    _, _, F = whole_model_parts(lists, kms, names())
+    ratio = 1.0 + 0.2 * (F[:, 0] - F[:, 0].mean()) / (np.ptp(F[:, 0]) + 1e-9)  # a smooth size-dependent bias
+    est = fit_residual(F, ratio)
+    fn = model_feature_names(names())
+    with_res = copy.copy(pred)
+    with_res.residual = PredictorArtifact(est, {"kind": est.kind, "feature_names": fn}, RangeCheck(fn).fit(F))
+
+    exact = Oracle.from_predictor(with_res, "ofa_mbv3")
+    fast = Oracle.from_predictor(with_res, "ofa_mbv3", residual=False)
+    assert exact.mode == "archs" and fast.mode == "table"
+    for a in archs[:5]:
+        assert exact(a) == pytest.approx(with_res.predict(a, space="ofa_mbv3", method="kernel-sum").latency_ms,
+                                         rel=1e-9)
+        assert fast(a) == pytest.approx(pred.predict(a, space="ofa_mbv3", method="kernel-sum").latency_ms,
+                                        rel=1e-9)
+    assert not np.allclose(exact.batch(archs[:5]), fast.batch(archs[:5]))

@@ -87,3 +87,15 @@ def test_transfer_curve_improves_with_more_samples(nb201) -> None:
     at100 = np.mean([r["spearman"] for r in rows if r["n_samples"] == 100])
     assert at100 > at10 - 0.01 and at100 > 0.85, (at10, at100)
     assert all(r["n_eval"] == len(X) - r["n_samples"] for r in rows)
+
+
+def test_transfer_residual_never_extrapolates_past_its_training_residuals() -> None:
+    rng = np.random.default_rng(5)
+    src = rng.uniform(1.0, 10.0, 30)
+    arch = rng.normal(size=(30, 3))
+    y = 1.5 * src * np.exp(0.1 * arch[:, 0])  # a residual the arch features explain
+    model = TransferRegressor(1).fit(transfer_features(src, arch), y)
+    assert model._res is not None and np.isfinite(model.res_bound_)
+    far = transfer_features(np.array([5.0]), np.array([[1e4, -1e4, 1e4]]))
+    base = np.exp(np.log(5.0) * model.coef_[0] + model.intercept_)
+    assert abs(np.log(model.predict(far)[0] / base)) <= model.res_bound_ + 1e-9

@@ -88,11 +88,14 @@ class PredictorModel:
     asks the predictor per arch.
     """
 
-    def __init__(self, predictor: Any) -> None:
+    def __init__(self, predictor: Any, residual: bool = True) -> None:
         self.predictor = predictor
         self.device = str(predictor.device)
         self.kind = str(getattr(predictor, "kind", ""))
-        self.additive = getattr(predictor, "residual", None) is None and self.kind != "transfer"
+        #: False: the whole-model residual GBDT is left out, so the model stays additive (table path)
+        self.residual = residual
+        has_res = getattr(predictor, "residual", None) is not None
+        self.additive = (not has_res or not residual) and self.kind != "transfer"
         self.runtime = str(getattr(predictor, "runtime", "onnxruntime"))
 
     def affine(self) -> tuple[np.ndarray, float]:
@@ -130,11 +133,12 @@ class PredictorModel:
         return np.asarray(m, np.float64), np.asarray(lo, np.float64), np.asarray(hi, np.float64)
 
 
-def as_latency_model(pred: Any) -> Any:
+def as_latency_model(pred: Any, residual: bool = True) -> Any:
     """The oracle's view of ``pred``: an hwlat Predictor, an object already following
-    :class:`LatencyModel`, or anything with ``predict_kernels`` (plain kernel sum)."""
+    :class:`LatencyModel`, or anything with ``predict_kernels`` (plain kernel sum).
+    ``residual=False`` leaves an hwlat Predictor's whole-model residual out (see :class:`PredictorModel`)."""
     if hasattr(pred, "overhead") and hasattr(pred, "predict_archs"):
-        return PredictorModel(pred)
+        return PredictorModel(pred, residual=residual)
     if hasattr(pred, "combine") and hasattr(pred, "predict_kernels") and hasattr(pred, "additive"):
         return pred
     if hasattr(pred, "predict_kernels"):

@@ -111,11 +111,15 @@ class Oracle:
     ``upper=True`` makes ``violation`` / ``feasible`` (and so every adapter) compare the high end of
     the predictor's 90 % interval with the budget instead of the mean: a margin that keeps subnets
     found right at the budget within it when measured.
+
+    ``residual=False`` leaves out a kept whole-model residual GBDT (``predictor.json`` →
+    ``residual.kept``): the oracle then answers from exact per-slot lookup tables (≈ 100× faster per
+    arch) at the accuracy of kernel sum + overhead; with the residual it asks the predictor per arch.
     """
 
     def __init__(self, device: str = "local", space: str = "ofa_mbv3", kind: str = "gbdt", *,
                  method: str = "kernel-sum", cache_size: int = 100_000, root: str | Path | None = None,
-                 predictor: Any = None, upper: bool = False) -> None:
+                 predictor: Any = None, upper: bool = False, residual: bool = True) -> None:
         from hwlat.spaces import get_space
 
         if method not in METHODS:
@@ -125,7 +129,7 @@ class Oracle:
 
             predictor = Predictor.load(device, kind=kind, root=root)
         self.predictor = predictor
-        self.model = as_latency_model(predictor)
+        self.model = as_latency_model(predictor, residual=residual)
         self.device = str(getattr(self.model, "device", device) or device)
         self.space = get_space(space)
         self.space_name = self.space.name

@@ -148,6 +148,10 @@ class TransferRegressor:
         self.intercept_ = 0.0
         self.source_info_: dict[str, Any] = {}
         self._res: _RidgeLOO | None = None
+        #: the residual correction is clipped to ± the largest training residual: with tens of
+        #: samples a ridge on arch features extrapolates wildly outside them (one 20-sample draw
+        #: on local → local-2t gave 677 % MAPE before this)
+        self.res_bound_ = float("inf")
 
     def _split(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = np.asarray(X, dtype=np.float64)
@@ -177,6 +181,7 @@ class TransferRegressor:
             # Keep the residual model only if leave-one-out says it helps.
             if res.loo_mse < float(np.mean(resid**2)):
                 self._res = res
+                self.res_bound_ = float(np.max(np.abs(resid)))
                 sigma2 *= res.loo_mse / max(float(np.mean(resid**2)), 1e-12)
         self.sigma_ = float(np.sqrt(sigma2))
         return self
@@ -200,7 +205,7 @@ class TransferRegressor:
         logS, A = self._split(X)
         mu = logS @ self.coef_ + self.intercept_
         if self._res is not None:
-            mu = mu + self._res.predict(A)
+            mu = mu + np.clip(self._res.predict(A), -self.res_bound_, self.res_bound_)
         if not return_interval:
             return np.exp(mu)
         return np.exp(mu), np.exp(mu - _Z90 * self.sigma_), np.exp(mu + _Z90 * self.sigma_)
@@ -213,7 +218,8 @@ class TransferRegressor:
         state = {"n_sources": self.n_sources, "residual_min_n": self.residual_min_n,
                  "n_features": self.n_features_, "sigma": self.sigma_, "source_coef": self.coef_.tolist(),
                  "source_intercept": self.intercept_, "source_info": self.source_info_,
-                 "residual_ridge": self._res.to_dict() if self._res is not None else None}
+                 "residual_ridge": self._res.to_dict() if self._res is not None else None,
+                 "residual_bound": self.res_bound_ if np.isfinite(self.res_bound_) else None}
         (d / "transfer.json").write_text(json.dumps(state, indent=1))
         return ["transfer.json"]
 
@@ -228,6 +234,8 @@ class TransferRegressor:
             m.intercept_ = float(s["source_intercept"])
             m.source_info_ = s.get("source_info", {})
             m._res = _RidgeLOO.from_dict(s["residual_ridge"]) if s["residual_ridge"] else None
+            if s.get("residual_bound") is not None:
+                m.res_bound_ = float(s["residual_bound"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise PredictorError(f"transfer model file in {d} is missing or unreadable ({e}); "
                                  f"retrain with `hwlat train DEVICE`") from None
