@@ -169,7 +169,13 @@ def main() -> None:
 
     if args.transfer_device and preds:
         tdev = get_device(args.transfer_device)
-        _profile(tdev, train_items + test_items + zitems, args.max_time, console, args.passes)
+        t_items = train_items + test_items + zitems
+        if tdev.runtime != dev.runtime:  # the same models, in the format the transfer device runs
+            with simple_progress(f"exporting the models for {tdev.name} ({tdev.runtime})") as tick:
+                t_items = [it for sp in spaces for seed, n in ((0, args.subnets_per_space), (1000, args.test_per_space))
+                           for it in space_items(sp, n, tdev.runtime, seed=seed, tick=tick)]
+                t_items += zoo_items(tdev.runtime, zoo.names(), tick=tick)
+        _profile(tdev, t_items, args.max_time, console, args.passes)
         kind = "gbdt" if "gbdt" in preds else next(iter(preds))
         td = transfer_data(tdev.name, preds[kind])
         ns = tuple(n for n in (int(x) for x in args.transfer_ns.split(",")) if n < len(td.md.y))
