@@ -158,10 +158,19 @@ def model_kernels(space: str | None, arch: Any, sha: str, runtime: str, root: Pa
         sp = get_space(space)
         if runtime == "onnxruntime":
             return list(sp.encode(arch)), []
+        # other runtimes fuse differently: decompose the built subnet once, cached like zoo models
+        material = f"{space}:{sp.key(sp.canonical(arch))}:{FEATURE_VERSION}"  # new kernel schema, new entry
+        digest = hashlib.sha256(material.encode()).hexdigest()[:16]
+        cache = root / ".cache" / "decomp" / runtime / f"{space}-{digest}.json"
+        if cache.is_file():
+            d = json.loads(cache.read_text())
+            return [Kernel.from_dict(k) for k in d["kernels"]], d["unsupported"]
         from hwlat.decompose import kernels_of, runtimes
 
         rt = runtime if runtime in runtimes() else "onnxruntime"
         dec = kernels_of(sp.build(arch), sp.input_shape(arch), runtime=rt)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"kernels": [k.to_dict() for k in dec.kernels], "unsupported": dec.unsupported}))
         return list(dec.kernels), list(dec.unsupported)
     raise PredictorError(f"no kernel list for model of space {space!r}")
 
