@@ -70,7 +70,13 @@ def _report(console, title, front, budget, args, oracle, measure_archs, archs, p
     t = Table(title=title)
     for c in ("#", "log10 FLOPs (stand-in)", "predicted ms", "90% interval", "r", "depths"):
         t.add_column(c, justify="right")
-    canon = [oracle.canonical(a) for a in archs]
+    # trials that differ only in inactive blocks are one subnet: list and measure each once
+    seen: dict[str, tuple[dict, float]] = {}
+    for a, p in zip(archs, proxy, strict=True):
+        c = oracle.canonical(a)
+        seen.setdefault(oracle.space.key(c), (c, p))
+    canon = [c for c, _ in seen.values()]
+    proxy = [p for _, p in seen.values()]
     for i, (c, p) in enumerate(zip(canon, proxy, strict=True)):
         m, lo, hi = oracle.predict(c)
         t.add_row(str(i), f"{p:.3f}", f"{m:.3f}", f"{lo:.2f}..{hi:.2f}", str(c["r"]), "-".join(map(str, c["d"])))
