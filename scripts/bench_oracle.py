@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--residual", action="store_true",
                     help="also apply the predictor's whole-model residual GBDT if it kept one (exact "
                          "Predictor.predict, per-arch and far slower); default: the additive lookup-table path")
+    ap.add_argument("--check-passes", type=int, default=3,
+                    help="passes per measured subnet when checking against the device (floor_ms target)")
     args = ap.parse_args()
 
     from hwlat.oracle import Oracle
@@ -122,7 +124,7 @@ def main() -> None:
                 checks[rule] = {"n": 0, "meets_budget": 0, "share": None}
                 continue
             console.print(f"measuring {len(chosen)} subnets feasible by the {rule} rule on {args.device!r} ...")
-            measured = measure_archs(args.device, sp, chosen, target=oracle.target)
+            measured = measure_archs(args.device, sp, chosen, target=oracle.target, passes=args.check_passes)
             meets = measured <= budget
             checks[rule] = {"n": len(chosen), "meets_budget": int(meets.sum()), "share": float(meets.mean()),
                             "predicted_ms": [float(lat[i]) for i in pick], "upper_ms": [float(high[i]) for i in pick],

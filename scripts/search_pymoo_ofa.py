@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--residual", action="store_true",
                     help="also apply the predictor's whole-model residual GBDT if it kept one (exact "
                          "Predictor.predict, per-arch and far slower); default: the additive lookup-table path")
+    ap.add_argument("--check-passes", type=int, default=3,
+                    help="passes per measured subnet when checking against the device (floor_ms target)")
     args = ap.parse_args()
 
     from pymoo.algorithms.moo.nsga2 import NSGA2

@@ -253,3 +253,7 @@ def test_residual_predictor_exact_per_arch_or_additive_tables(pred: Any) -> None
         assert fast(a) == pytest.approx(pred.predict(a, space="ofa_mbv3", method="kernel-sum").latency_ms,
                                         rel=1e-9)
     assert not np.allclose(exact.batch(archs[:5]), fast.batch(archs[:5]))
+    # value arrays (what the pymoo adapter passes) mean the same on the per-arch path as on the tables
+    X = np.array([a["ks"] + a["e"] + a["d"] + [int(np.atleast_1d(a["r"])[0])] for a in archs[:5]])
+    np.testing.assert_allclose(exact.batch(X), exact.batch(archs[:5]), rtol=1e-12)
+    np.testing.assert_allclose(fast.batch(X), fast.batch(archs[:5]), rtol=1e-12)

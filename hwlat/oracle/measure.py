@@ -28,10 +28,11 @@ def flops_proxy(space: Any, archs: Sequence[Any] | np.ndarray) -> np.ndarray:
 
 
 def measure_archs(device_name: str, space: Any, archs: Sequence[Any], *, root: str | Path | None = None,
-                  measure: dict[str, Any] | None = None, target: str = "median_ms") -> np.ndarray:
+                  measure: dict[str, Any] | None = None, target: str = "median_ms",
+                  passes: int | None = None) -> np.ndarray:
     """Export each arch to the device's format and profile it there; returns ms per arch of the
     statistic ``target`` (use the oracle's :attr:`Oracle.target`, what its predictor learned):
-    ``median_ms``, ``min_ms``, or ``floor_ms`` (two passes, lowest time of either).
+    ``median_ms``, ``min_ms``, or ``floor_ms`` (lowest time over ``passes`` passes, default 2).
 
     Measurements go to a temporary store (or ``root``) so checking an oracle never mixes its rows into
     the device's training profile.
@@ -57,7 +58,7 @@ def measure_archs(device_name: str, space: Any, archs: Sequence[Any], *, root: s
 
     if target not in ("median_ms", "min_ms", "floor_ms"):
         raise ValueError(f"unknown statistic {target!r}; use median_ms, min_ms or floor_ms")
-    runs = profile_passes(dev, items, store, passes=2 if target == "floor_ms" else 1,
+    runs = profile_passes(dev, items, store, passes=(passes or 2) if target == "floor_ms" else (passes or 1),
                           measure={**CHECK_MEASURE, **(measure or {})})
     if runs[-1].error:
         from hwlat.errors import DeviceError

@@ -251,7 +251,7 @@ class Oracle:
                 keys = [self.key(a) for a in archs]
                 agg = np.concatenate([self.table.agg_of_key(k) for k in keys]) if keys else np.zeros((0, 4))
             return self.model.combine(agg)
-        archs = list(archs)
+        archs = self._value_rows_as_dicts(archs)
         n = len(archs)
         out = np.zeros((n, 3))
         todo: dict[str, tuple[Any, list[int]]] = {}
@@ -272,6 +272,15 @@ class Oracle:
                 self._cache.put(k, v)
                 out[idx] = v
         return out[:, 0], out[:, 1], out[:, 2]
+
+    def _value_rows_as_dicts(self, archs: Any) -> list[Any]:
+        """An OFA-MobileNetV3 value array (n, 46: ks, e, d, r) as dicts, as the table path reads it;
+        index vectors (entries 0..2) and everything else pass through to ``canonical``."""
+        if self.space_name == "ofa_mbv3" and isinstance(archs, np.ndarray) and archs.ndim == 2 \
+                and archs.shape[1] == 46 and not (archs[:, :45].min(initial=0) >= 0 and archs[:, :45].max(initial=0) <= 2):
+            a = archs.astype(np.int64)
+            return [{"ks": r[:20].tolist(), "e": r[20:40].tolist(), "d": r[40:45].tolist(), "r": int(r[45])} for r in a]
+        return list(archs)
 
     def batch(self, archs: Any) -> np.ndarray:
         """Predicted latencies (ms) of many archs, vectorised."""
