@@ -53,6 +53,14 @@ class Act(nn.Module):
         return act_fn(x, self.act)
 
 
+def _batchnorm(c: int, w: Mapping[str, np.ndarray]) -> nn.BatchNorm2d:
+    """BatchNorm2d holding the ONNX builder's scale, bias, mean and var."""
+    bn = nn.BatchNorm2d(c, eps=1e-5)
+    for p, key in ((bn.weight, "scale"), (bn.bias, "bias"), (bn.running_mean, "mean"), (bn.running_var, "var")):
+        _load(p, w[key])
+    return bn
+
+
 class ConvBN(nn.Module):
     """Conv (no bias) → BatchNorm → [+ r] → activation."""
 
@@ -60,14 +68,10 @@ class ConvBN(nn.Module):
                  w: Mapping[str, np.ndarray]) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout, eps=1e-5)
+        self.bn = _batchnorm(cout, w)
         self.act = act
         self.residual = residual
         _load(self.conv.weight, w["w"])
-        _load(self.bn.weight, w["scale"])
-        _load(self.bn.bias, w["bias"])
-        _load(self.bn.running_mean, w["mean"])
-        _load(self.bn.running_var, w["var"])
         self.eval()
 
     def forward(self, x: Tensor, r: Optional[Tensor] = None) -> Tensor:  # noqa: UP045 (TorchScript)
@@ -127,11 +131,7 @@ class BatchNorm(nn.Module):
 
     def __init__(self, c: int, w: Mapping[str, np.ndarray]) -> None:
         super().__init__()
-        self.bn = nn.BatchNorm2d(c, eps=1e-5)
-        _load(self.bn.weight, w["scale"])
-        _load(self.bn.bias, w["bias"])
-        _load(self.bn.running_mean, w["mean"])
-        _load(self.bn.running_var, w["var"])
+        self.bn = _batchnorm(c, w)
         self.eval()
 
     def forward(self, x: Tensor) -> Tensor:

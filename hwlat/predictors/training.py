@@ -125,53 +125,51 @@ def kernel_data(store: ProfileStore, target: str = "median_ms") -> KernelData:
     return KernelData(ks, y, [kernel_hash(k) for k in ks], skipped)
 
 
-def _zoo_kernels(name: str, sha: str, runtime: str, root: Path) -> tuple[list[Kernel], list[dict[str, Any]]]:
-    """Kernels of a zoo model, decomposed once per (file hash, runtime) and cached as JSON."""
-    cache = root / ".cache" / "decomp" / runtime / f"{name}-{sha[:16]}.json"
+Decomposition = tuple[list[Kernel], list[dict[str, Any]]]
+
+
+def _cached(cache: Path, decompose: Callable[[], Decomposition]) -> Decomposition:
+    """A decomposition read from its JSON cache file, or computed once and written there."""
     if cache.is_file():
         d = json.loads(cache.read_text())
         return [Kernel.from_dict(k) for k in d["kernels"]], d["unsupported"]
-    from hwlat import zoo
-    from hwlat.decompose import kernels_of, runtimes
-    from hwlat.profiling.sources import cache_dir
-
-    rt = runtime if runtime in runtimes() else "onnxruntime"
-    f = cache_dir("zoo", "onnx") / f"{name}.onnx"
-    if f.is_file():
-        dec = kernels_of(f, runtime=rt)
-    else:
-        module, shape = zoo.get(name)
-        dec = kernels_of(module, shape, runtime=rt)
+    kernels, unsupported = decompose()
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"kernels": [k.to_dict() for k in dec.kernels], "unsupported": dec.unsupported}))
-    return list(dec.kernels), list(dec.unsupported)
+    cache.write_text(json.dumps({"kernels": [k.to_dict() for k in kernels], "unsupported": unsupported}))
+    return list(kernels), list(unsupported)
 
 
-def model_kernels(space: str | None, arch: Any, sha: str, runtime: str, root: Path
-                  ) -> tuple[list[Kernel], list[dict[str, Any]]]:
+def _zoo_kernels(name: str, sha: str, runtime: str, root: Path) -> Decomposition:
+    """Kernels of a zoo model, decomposed once per (file hash, runtime) and cached as JSON."""
+    def decompose() -> Decomposition:
+        from hwlat import zoo
+        from hwlat.decompose import kernels_of, runtimes
+        from hwlat.profiling.sources import cache_dir
+
+        rt = runtime if runtime in runtimes() else "onnxruntime"
+        f = cache_dir("zoo", "onnx") / f"{name}.onnx"
+        dec = kernels_of(f, runtime=rt) if f.is_file() else kernels_of(*zoo.get(name), runtime=rt)
+        return list(dec.kernels), list(dec.unsupported)
+
+    return _cached(root / ".cache" / "decomp" / runtime / f"{name}-{sha[:16]}.json", decompose)
+
+
+def model_kernels(space: str | None, arch: Any, sha: str, runtime: str, root: Path) -> Decomposition:
     """Kernel list of a stored whole model (a subnet of a known space, or a zoo model)."""
+    from hwlat.profiling.sources import arch_kernels
     from hwlat.spaces import get_space, space_names
 
     if space == "zoo":
         return _zoo_kernels(str(arch), sha, runtime, root)
     if space in space_names():
-        sp = get_space(space)
         if runtime == "onnxruntime":
-            return list(sp.encode(arch)), []
+            return arch_kernels(space, arch, runtime)
         # other runtimes fuse differently: decompose the built subnet once, cached like zoo models
+        sp = get_space(space)
         material = f"{space}:{sp.key(sp.canonical(arch))}:{FEATURE_VERSION}"  # new kernel schema, new entry
         digest = hashlib.sha256(material.encode()).hexdigest()[:16]
-        cache = root / ".cache" / "decomp" / runtime / f"{space}-{digest}.json"
-        if cache.is_file():
-            d = json.loads(cache.read_text())
-            return [Kernel.from_dict(k) for k in d["kernels"]], d["unsupported"]
-        from hwlat.decompose import kernels_of, runtimes
-
-        rt = runtime if runtime in runtimes() else "onnxruntime"
-        dec = kernels_of(sp.build(arch), sp.input_shape(arch), runtime=rt)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"kernels": [k.to_dict() for k in dec.kernels], "unsupported": dec.unsupported}))
-        return list(dec.kernels), list(dec.unsupported)
+        return _cached(root / ".cache" / "decomp" / runtime / f"{space}-{digest}.json",
+                       lambda: arch_kernels(space, arch, runtime))
     raise PredictorError(f"no kernel list for model of space {space!r}")
 
 

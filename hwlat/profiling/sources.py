@@ -67,6 +67,22 @@ def items_for_kernels(kernels: Sequence[Kernel], runtime: str, tick: Tick | None
     return out
 
 
+def _sample_archs(space: object, samples: int, seed: int) -> list:
+    """``samples`` distinct canonical archs drawn with ``seed`` (the draw every space source shares)."""
+    rng = np.random.default_rng(seed)
+    seen: set[str] = set()
+    archs = []
+    tries = 0
+    while len(archs) < samples and tries < samples * 20:
+        tries += 1
+        arch = space.canonical(space.sample(rng))
+        key = space.key(arch)
+        if key not in seen:
+            seen.add(key)
+            archs.append(arch)
+    return archs
+
+
 def space_items(space_name: str, samples: int, runtime: str, seed: int = 0,
                 tick: Tick | None = None) -> list[Item]:
     """Items for ``samples`` distinct random subnets of a search space (exported once, cached)."""
@@ -74,18 +90,9 @@ def space_items(space_name: str, samples: int, runtime: str, seed: int = 0,
 
     space = get_space(space_name)
     fmt = format_for(runtime)
-    rng = np.random.default_rng(seed)
-    seen: set[str] = set()
     out = []
-    tries = 0
-    while len(out) < samples and tries < samples * 20:
-        tries += 1
-        arch = space.canonical(space.sample(rng))
-        key = space.key(arch)
-        if key in seen:
-            continue
-        seen.add(key)
-        digest = hashlib.sha256(f"{space_name}:{key}".encode()).hexdigest()[:16]
+    for arch in _sample_archs(space, samples, seed):
+        digest = hashlib.sha256(f"{space_name}:{space.key(arch)}".encode()).hexdigest()[:16]
         path = cache_dir(f"spaces/{space_name}", fmt) / f"{space_name}-{digest}.{SUFFIX[fmt]}"
         if not path.exists():
             export_module(space.build(arch), space.input_shape(arch), fmt, path)
@@ -95,23 +102,25 @@ def space_items(space_name: str, samples: int, runtime: str, seed: int = 0,
     return out
 
 
-def subnet_kernels(space_name: str, archs: Sequence[object], runtime: str) -> list[Kernel]:
-    """Distinct kernels of subnets of a space, in first-seen order, as ``runtime`` fuses them.
-
-    onnxruntime uses the space's encoder (no tracing); other runtimes decompose the built module.
-    """
+def arch_kernels(space_name: str, arch: object, runtime: str) -> tuple[list[Kernel], list[dict]]:
+    """(kernels, unsupported operators) of one subnet as ``runtime`` fuses them: onnxruntime uses the
+    space's encoder (no tracing); other runtimes decompose the built module."""
     from hwlat.decompose import kernels_of, runtimes
     from hwlat.spaces import get_space
 
     space = get_space(space_name)
+    if runtime == "onnxruntime":
+        return list(space.encode(arch)), []
+    rt = runtime if runtime in runtimes() else "onnxruntime"
+    dec = kernels_of(space.build(arch), space.input_shape(arch), runtime=rt)
+    return list(dec.kernels), list(dec.unsupported)
+
+
+def subnet_kernels(space_name: str, archs: Sequence[object], runtime: str) -> list[Kernel]:
+    """Distinct kernels of subnets of a space, in first-seen order, as ``runtime`` fuses them."""
     seen: dict[str, Kernel] = {}
     for arch in archs:
-        if runtime == "onnxruntime":
-            ks = list(space.encode(arch))
-        else:
-            rt = runtime if runtime in runtimes() else "onnxruntime"
-            ks = list(kernels_of(space.build(arch), space.input_shape(arch), runtime=rt).kernels)
-        for k in ks:
+        for k in arch_kernels(space_name, arch, runtime)[0]:
             seen.setdefault(k.key(), k)
     return list(seen.values())
 
@@ -122,17 +131,7 @@ def space_kernel_items(space_name: str, samples: int, runtime: str, seed: int = 
     ``seed``, each measured alone: the space's own kernels for the kernel-level predictor."""
     from hwlat.spaces import get_space
 
-    space = get_space(space_name)
-    rng = np.random.default_rng(seed)
-    seen: set[str] = set()
-    archs = []
-    tries = 0
-    while len(archs) < samples and tries < samples * 20:  # the same draw as space_items
-        tries += 1
-        arch = space.canonical(space.sample(rng))
-        if space.key(arch) not in seen:
-            seen.add(space.key(arch))
-            archs.append(arch)
+    archs = _sample_archs(get_space(space_name), samples, seed)
     return items_for_kernels(subnet_kernels(space_name, archs, runtime), runtime, tick=tick)
 
 
