@@ -41,7 +41,8 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any] | None:
     return report(y, p) if len(y) else None
 
 
-def _profile(dev: Any, items: list, max_time: float, console: Console, passes: int = 1) -> Any:
+def _profile(dev: Any, items: list, max_time: float, console: Console, passes: int = 1,
+             confirm: float | None = None, max_passes: int | None = None) -> Any:
     from hwlat.cli.progress import profiling_progress
     from hwlat.profiling import profile
     from hwlat.profiling.passes import profile_passes
@@ -53,7 +54,8 @@ def _profile(dev: Any, items: list, max_time: float, console: Console, passes: i
         console.print(f"{d.name}: measured {s.measured}, already stored {s.skipped}, failed {len(s.failed)}")
         return s
 
-    runs = profile_passes(dev, items, ProfileStore(dev.name), passes=passes, runner=run)
+    runs = profile_passes(dev, items, ProfileStore(dev.name), passes=passes, runner=run, confirm=confirm,
+                          max_passes=max_passes)
     if runs[-1].error:
         raise SystemExit(f"profiling {dev.name} stopped: {runs[-1].error}")
     return runs[0]
@@ -73,10 +75,15 @@ def main() -> None:
                     help="measured statistic to predict (floor_ms: lowest over all passes)")
     ap.add_argument("--passes", type=int, default=2,
                     help="measure every item this many times, minutes apart (see hwlat.profiling.passes)")
+    ap.add_argument("--confirm", type=float, default=0.05,
+                    help="then re-measure items whose two lowest pass minima differ by more than this (0: off)")
+    ap.add_argument("--max-passes", type=int, default=5, help="most passes any item gets with --confirm")
     ap.add_argument("--max-time", type=float, default=0.5, help="time cap per measured item (s)")
     ap.add_argument("--transfer-device", default="local-2t", help="'' to skip the transfer curve")
     ap.add_argument("--transfer-ns", default="10,20,50,100")
     ap.add_argument("--fast", action="store_true", help="smaller hyper-parameter search")
+    ap.add_argument("--profile-only", action="store_true",
+                    help="measure what is missing (e.g. one more pass) and stop before training")
     ap.add_argument("--out", type=Path, default=Path("bench_results/bench_accuracy.json"))
     args = ap.parse_args()
 
@@ -108,7 +115,12 @@ def main() -> None:
         test_items += [it for it in te if it.sha256 not in have]
     with simple_progress("exporting zoo models") as tick:
         zitems = zoo_items(dev.runtime, zoo.names(), tick=tick)
-    summary = _profile(dev, kitems + train_items + test_items + zitems, args.max_time, console, args.passes)
+    confirm = args.confirm or None
+    summary = _profile(dev, kitems + train_items + test_items + zitems, args.max_time, console, args.passes,
+                       confirm, args.max_passes)
+    if args.profile_only:
+        console.print(f"{dev.name}: profiled ({args.passes} passes); --profile-only, so no training")
+        return
     fp = summary.fingerprint or {}
     rv, opts = str(fp.get("runtime_version", "")), dev.runtime_options()
     test_keys = {it.key(dev.runtime, rv, opts) for it in test_items + zitems}
@@ -125,7 +137,7 @@ def main() -> None:
                                "subnets_per_space": args.subnets_per_space, "test_per_space": args.test_per_space,
                                "n_test_models": len(te_idx), "kinds": {}}
     table = Table("kind", "kernels ±10%", "kernels Spearman", "models ±10%", "models RMSE ms", "models Spearman",
-                  "Σkernels ±10%", "zoo ±10%", "subnets ±10%", "train s",
+                  "Σkernels ±10%", "zoo ±10%", "subnets ±10%", "90% interval cover kernels/models", "train s",
                   title=f"{dev.name}: held-out accuracy ({args.suite} suite, {len(te_idx)} test models)")
     preds = {}
     for kind in [k for k in args.kinds.split(",") if k]:
@@ -136,7 +148,7 @@ def main() -> None:
         pred = res.predictor
         preds[kind] = pred
         kern = res.evaluation["summary"]["kernel"]
-        m, _, _, method = pred.predict_models(test.spaces, test.archs, test.kernels)
+        m, lo, hi, method = pred.predict_models(test.spaces, test.archs, test.kernels)
         ksum = pred.predict_kernel_lists(test.kernels)[0]
         per_group = {g: _metrics(test.y[groups == g], m[groups == g]) for g in sorted(set(groups))}
         sub = groups != "zoo"
@@ -144,6 +156,7 @@ def main() -> None:
                                                                                                 "model")}
                                                           for t, d in res.evaluation["kernel"]["per_type"].items()},
              "models": _metrics(test.y, m), "models_kernel_sum": _metrics(test.y, ksum),
+             "models_interval_coverage": float(np.mean((lo <= test.y) & (test.y <= hi))) if len(m) else None,
              "zoo": _metrics(test.y[~sub], m[~sub]), "subnets": _metrics(test.y[sub], m[sub]),
              "per_group": per_group, "methods": {x: method.count(x) for x in set(method)},
              "residual": pred.manifest.get("residual"), "overhead": pred.manifest.get("overhead"),
@@ -157,7 +170,7 @@ def main() -> None:
 
         table.add_row(kind, f(kern), f(kern, "spearman", False), f(r["models"]), f(r["models"], "rmse", False),
                       f(r["models"], "spearman", False), f(r["models_kernel_sum"]), f(r["zoo"]), f(r["subnets"]),
-                      f"{secs:.0f}")
+                      f"{f(kern, 'interval_coverage')} / {f(r, 'models_interval_coverage')}", f"{secs:.0f}")
     console.print(table)
     gt = Table("kind", "group", "n", "±10%", "RMSE ms", "Spearman", title="whole models by group (predict)")
     for kind, r in results["kinds"].items():
@@ -175,7 +188,7 @@ def main() -> None:
                 t_items = [it for sp in spaces for seed, n in ((0, args.subnets_per_space), (1000, args.test_per_space))
                            for it in space_items(sp, n, tdev.runtime, seed=seed, tick=tick)]
                 t_items += zoo_items(tdev.runtime, zoo.names(), tick=tick)
-        _profile(tdev, t_items, args.max_time, console, args.passes)
+        _profile(tdev, t_items, args.max_time, console, args.passes, confirm, args.max_passes)
         kind = "gbdt" if "gbdt" in preds else next(iter(preds))
         td = transfer_data(tdev.name, preds[kind])
         ns = tuple(n for n in (int(x) for x in args.transfer_ns.split(",")) if n < len(td.md.y))

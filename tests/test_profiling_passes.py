@@ -11,7 +11,7 @@ from hwlat.kernels.export import export_kernel
 from hwlat.kernels.suites import suite
 from hwlat.predictors.training import kernel_data
 from hwlat.profiling import Item
-from hwlat.profiling.passes import profile_passes, stored_counts
+from hwlat.profiling.passes import profile_passes, stored_counts, unconfirmed_floors
 from hwlat.store import ProfileStore
 
 MEASURE = {"max_time_s": 0.05, "min_runs": 5, "warmup_max_s": 0.02}
@@ -50,3 +50,28 @@ def test_passes_must_be_positive(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="passes"):
         profile_passes(get_device("local"), [], ProfileStore("local", root=tmp_path), passes=0)
+    with pytest.raises(ValueError, match="confirm"):
+        profile_passes(get_device("local"), [], ProfileStore("local", root=tmp_path), confirm=0.0)
+
+
+def test_confirm_remeasures_only_items_whose_floor_is_not_confirmed(tmp_path: Path) -> None:
+    dev = get_device("local")
+    store = ProfileStore("local", root=tmp_path / "profiles")
+    items = _items(tmp_path, n=4)
+    profile_passes(dev, items, store, passes=2, measure=MEASURE)
+    keys = set(stored_counts(store))
+    assert len(keys) == 4
+    # a tolerance this tight leaves (almost) every floor unconfirmed; whatever is open after pass 2
+    # is exactly what pass 3 measures, and nothing gets more than max_passes rows
+    open_after_2 = unconfirmed_floors(store, keys, 1e-6)
+    runs = profile_passes(dev, items, store, passes=2, confirm=1e-6, max_passes=3, measure=MEASURE)
+    counts = stored_counts(store)
+    assert runs[0].measured == 0 and runs[1].measured == len(open_after_2)
+    assert {k for k, c in counts.items() if c == 3} == open_after_2
+    assert max(counts.values()) <= 3
+    # a loose tolerance confirms every floor: no extra pass at all
+    before = dict(stored_counts(store))
+    runs = profile_passes(dev, items, store, passes=2, confirm=10.0, max_passes=5, measure=MEASURE)
+    assert [r.measured for r in runs] == [0] and dict(stored_counts(store)) == before
+    # a floor seen once is never confirmed
+    assert unconfirmed_floors(store, {"no-such-item"}, 10.0) == {"no-such-item"}

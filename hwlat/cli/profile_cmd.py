@@ -162,6 +162,12 @@ def profile_command(
     passes: int = typer.Option(1, "--passes", min=1,
                                help="Measure every item this many times, minutes apart, in a new order each pass "
                                     "(train with --target floor_ms on hosts whose speed fluctuates)."),
+    confirm: Optional[float] = typer.Option(None, "--confirm", min=0.001, metavar="TOL",
+                                            help="After --passes: re-measure, one pass at a time, only the items "
+                                                 "whose two lowest pass minima differ by more than TOL "
+                                                 "(e.g. 0.05), up to --max-passes."),
+    max_passes: Optional[int] = typer.Option(None, "--max-passes", min=1,
+                                             help="Most passes any item gets with --confirm (default passes + 3)."),
     json_out: bool = typer.Option(False, "--json", help="JSON summary for scripting."),
     types: Optional[str] = typer.Option(None, "--types",
                                         help="Only these kernel types (comma-separated) for --suite and --adaptive."),
@@ -224,10 +230,10 @@ def profile_command(
     failed = False
     if models or suite or space or zoo:
         items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types, space_kernels)
-        if passes > 1:
+        if passes > 1 or confirm is not None:
             from hwlat.profiling.passes import profile_passes
 
-            runs = profile_passes(dev, items, passes=passes, seed=seed,
+            runs = profile_passes(dev, items, passes=passes, seed=seed, confirm=confirm, max_passes=max_passes,
                                   runner=lambda d, its, st, f: run_profile(d, its, force or f, json_out, measure,
                                                                            store=st))
             summary = runs[-1]

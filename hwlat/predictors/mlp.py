@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from hwlat.errors import PredictorError
+from hwlat.predictors.calibration import calibration, widen
 
 #: z for a two-sided 90 % interval, matching the GBDT's 5 %/95 % quantiles.
 _Z90 = 1.6448536269514722
@@ -74,13 +75,15 @@ class MLPRegressor:
         self.y_mean_: float = 0.0
         self.y_std_: float = 1.0
         self.epochs_: list[int] = []
+        self.calibration_: dict[str, float] | None = None
         self._nets: list[nn.Sequential] = []
 
     def _xs(self, X: np.ndarray) -> torch.Tensor:
         assert self.x_mean_ is not None and self.x_std_ is not None
         return torch.as_tensor((X - self.x_mean_) / self.x_std_, dtype=torch.float32)
 
-    def _fit_one(self, Xs: torch.Tensor, ys: torch.Tensor, seed: int) -> tuple[nn.Sequential, int]:
+    def _fit_one(self, Xs: torch.Tensor, ys: torch.Tensor, seed: int) -> tuple[nn.Sequential, int, np.ndarray]:
+        """One member: the net, its best epoch, and its standardized errors on its validation rows."""
         gen = torch.Generator().manual_seed(seed)
         n = len(ys)
         perm = torch.randperm(n, generator=gen)
@@ -120,7 +123,9 @@ class MLPRegressor:
         else:
             best_epoch = self.max_epochs
         net.eval()
-        return net, best_epoch
+        with torch.no_grad():
+            err = (ys[val] - net(Xs[val]).squeeze(1)).numpy().astype(np.float64) if n_val else np.zeros(0)
+        return net, best_epoch, err
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> MLPRegressor:
         """Fit on features ``X`` (n, d) and positive latencies ``y`` (n,)."""
@@ -139,11 +144,16 @@ class MLPRegressor:
         Xs = self._xs(X)
         ys = torch.as_tensor((ylog - self.y_mean_) / self.y_std_, dtype=torch.float32)
         self._nets, self.epochs_ = [], []
+        errs = []
         with _one_thread():
             for m in range(self.n_models):
-                net, ep = self._fit_one(Xs, ys, self.seed * 1000 + m)
+                net, ep, err = self._fit_one(Xs, ys, self.seed * 1000 + m)
                 self._nets.append(net)
                 self.epochs_.append(ep)
+                errs.append(err)
+        # A member's validation rows are out-of-sample for it (early stopping saw them, so this is
+        # slightly optimistic); the ensemble mean averages member errors, so this is conservative.
+        self.calibration_ = calibration(np.concatenate(errs) * self.y_std_)
         return self
 
     def _member_logs(self, X: np.ndarray) -> np.ndarray:
@@ -160,15 +170,15 @@ class MLPRegressor:
 
     def predict(self, X: np.ndarray, return_interval: bool = False
                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Predicted latency; with ``return_interval=True`` also mean ∓ 1.645 × member spread
-        (in log space): an ensemble-disagreement band, not a calibrated 90 % interval."""
+        """Predicted latency; with ``return_interval=True`` also a 90 % interval: mean ∓ 1.645 ×
+        member spread (in log space), widened to the members' out-of-sample error quantiles."""
         logs = self._member_logs(X)
         mu = logs.mean(axis=0)
         mean = np.exp(mu)
         if not return_interval:
             return mean
         sd = logs.std(axis=0, ddof=1) if len(logs) > 1 else np.zeros_like(mu)
-        return mean, np.exp(mu - _Z90 * sd), np.exp(mu + _Z90 * sd)
+        return widen(mean, np.exp(mu - _Z90 * sd), np.exp(mu + _Z90 * sd), self.calibration_)
 
     # -- persistence ---------------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
@@ -179,7 +189,8 @@ class MLPRegressor:
                            "y_mean": self.y_mean_, "y_std": self.y_std_, "target": "log(latency_ms)"},
                 "train": {"lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
                           "val_frac": self.val_frac, "patience": self.patience, "max_epochs": self.max_epochs,
-                          "seed": self.seed, "epochs": self.epochs_}}
+                          "seed": self.seed, "epochs": self.epochs_},
+                "calibration": self.calibration_}
 
     def save(self, directory: str | Path) -> list[str]:
         """Write ``mlp.pt`` (state_dicts only) and ``mlp.json`` into ``directory``."""
@@ -208,6 +219,7 @@ class MLPRegressor:
             model.x_std_ = np.asarray(sc["x_std"], dtype=np.float64)
             model.y_mean_, model.y_std_ = float(sc["y_mean"]), float(sc["y_std"])
             model.epochs_ = list(tr.get("epochs", []))
+            model.calibration_ = meta.get("calibration")
             for i in range(arch["n_models"]):
                 net = _net(arch["n_in"], model.hidden, model.dropout)
                 prefix = f"{i}."
