@@ -2,10 +2,15 @@
 """Accuracy of the device predictors (GBDT and MLP) on held-out kernels, zoo models and subnets,
 plus the few-shot transfer curve to a second device.
 
-On ``--device`` (default ``local``), using its profile store (a re-run only measures what is missing):
+On ``--device`` (default ``local``), using its profile store (a re-run only measures what is missing).
+Every item is measured in ``--passes`` passes (default 3), then re-measured while its two lowest
+pass minima are more than ``--confirm`` apart (default 5 %, up to ``--max-passes`` 5); the models
+learn ``--target floor_ms``.
 
-1. the kernel suite ``--suite`` (default standard) is profiled; 20 % of its kernels (hash split)
-   are held out;
+1. the kernel suite ``--suite`` (default standard) and the kernels of the training subnets are
+   profiled; 20 % of them (hash split) are held out; ``--adaptive R`` adds R nn-Meter-style
+   adaptive rounds planned on the training kernels only (held-out accuracy is reported for the
+   suite and space kernels and for the adaptive ones separately);
 2. ``--subnets-per-space`` training subnets (seed 0) and ``--test-per-space`` test subnets (seed 1000,
    never trained on) of each CNN space, and every zoo model (never trained on), are profiled;
 3. for each kind: ``hwlat.predictors.training.train`` → kernel-level held-out ±10 % accuracy
@@ -42,7 +47,7 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any] | None:
 
 
 def _profile(dev: Any, items: list, max_time: float, console: Console, passes: int = 1,
-             confirm: float | None = None, max_passes: int | None = None) -> Any:
+             confirm: float | None = None, max_passes: int | None = None, store: Any = None) -> Any:
     from hwlat.cli.progress import profiling_progress
     from hwlat.profiling import profile
     from hwlat.profiling.passes import profile_passes
@@ -54,11 +59,58 @@ def _profile(dev: Any, items: list, max_time: float, console: Console, passes: i
         console.print(f"{d.name}: measured {s.measured}, already stored {s.skipped}, failed {len(s.failed)}")
         return s
 
-    runs = profile_passes(dev, items, ProfileStore(dev.name), passes=passes, runner=run, confirm=confirm,
+    runs = profile_passes(dev, items, store or ProfileStore(dev.name), passes=passes, runner=run, confirm=confirm,
                           max_passes=max_passes)
     if runs[-1].error:
         raise SystemExit(f"profiling {dev.name} stopped: {runs[-1].error}")
     return runs[0]
+
+
+def _adaptive(dev: Any, args: argparse.Namespace, console: Console, confirm: float | None,
+              test_kernels: set[str]) -> None:
+    """nn-Meter-style adaptive rounds, measured with the same passes; the held-out kernels and every
+    kernel of a test model are left out of the planning, so their errors never pick training data."""
+    from hwlat.predictors.training import is_holdout, kernel_data
+    from hwlat.profiling.adaptive import run_adaptive
+    from hwlat.store import ProfileStore
+
+    store = ProfileStore(dev.name)
+    held = {h for h in kernel_data(store, args.target).hashes if is_holdout(h, 0.2)} | test_kernels
+
+    def runner(d: Any, items: list, st: Any) -> Any:
+        return _profile(d, items, args.max_time, console, args.passes, confirm, args.max_passes, store=st)
+
+    for r in run_adaptive(dev, args.adaptive, args.adaptive_size, store=store, target=args.target,
+                          exclude_kernels=held, runner=runner,
+                          on_start=lambda r: console.print(f"adaptive round {r}/{args.adaptive}: planning …")):
+        console.print(f"adaptive round {r.plan.round}: planned {len(r.plan.kernels)}, measured {r.summary.measured}; "
+                      + ", ".join(f"{t.kernel_type} {t.new}" for t in r.plan.report if t.new))
+
+
+def _kernel_split(pred: Any, device: str, target: str) -> dict[str, Any]:
+    """Held-out kernel accuracy split by where the kernels came from: suite and space kernels
+    (the fixed benchmark set) vs adaptive rounds (drawn near hard configs, so harder)."""
+    from hwlat.predictors.features import kernels_from_rows
+    from hwlat.predictors.training import kernel_data, kernel_hash, read_train_keys
+    from hwlat.profiling.adaptive import is_adaptive
+    from hwlat.store import ProfileStore
+
+    store = ProfileStore(device)
+    kd = kernel_data(store, target)
+    trained = read_train_keys(pred.directory).get("kernels", set())
+    df = store.kernels(expand=False)
+    adaptive = set()
+    for t, c, e in zip(df["kernel_type"], df["config"], df["extra"], strict=True):
+        if is_adaptive(e):
+            try:
+                adaptive.add(kernel_hash(kernels_from_rows([t], [c])[0]))
+            except (KeyError, ValueError, TypeError):
+                continue
+    idx = [i for i, h in enumerate(kd.hashes) if h not in trained]
+    m = pred.predict_kernels([kd.kernels[i] for i in idx], return_interval=False)
+    ad = np.array([kd.hashes[i] in adaptive for i in idx], dtype=bool)
+    y = kd.y[idx]
+    return {"base": _metrics(y[~ad], m[~ad]), "adaptive": _metrics(y[ad], m[ad])}
 
 
 def main() -> None:
@@ -73,11 +125,14 @@ def main() -> None:
     ap.add_argument("--kinds", default="gbdt,mlp")
     ap.add_argument("--target", default="floor_ms", choices=("median_ms", "min_ms", "floor_ms"),
                     help="measured statistic to predict (floor_ms: lowest over all passes)")
-    ap.add_argument("--passes", type=int, default=2,
+    ap.add_argument("--passes", type=int, default=3,
                     help="measure every item this many times, minutes apart (see hwlat.profiling.passes)")
     ap.add_argument("--confirm", type=float, default=0.05,
                     help="then re-measure items whose two lowest pass minima differ by more than this (0: off)")
     ap.add_argument("--max-passes", type=int, default=5, help="most passes any item gets with --confirm")
+    ap.add_argument("--adaptive", type=int, default=0, metavar="ROUNDS",
+                    help="adaptive sampling rounds after the base profile (planned without held-out kernels)")
+    ap.add_argument("--adaptive-size", type=int, default=None, help="kernels per adaptive round (default 10 %%)")
     ap.add_argument("--max-time", type=float, default=0.5, help="time cap per measured item (s)")
     ap.add_argument("--transfer-device", default="local-2t", help="'' to skip the transfer curve")
     ap.add_argument("--transfer-ns", default="10,20,50,100")
@@ -118,9 +173,6 @@ def main() -> None:
     confirm = args.confirm or None
     summary = _profile(dev, kitems + train_items + test_items + zitems, args.max_time, console, args.passes,
                        confirm, args.max_passes)
-    if args.profile_only:
-        console.print(f"{dev.name}: profiled ({args.passes} passes); --profile-only, so no training")
-        return
     fp = summary.fingerprint or {}
     rv, opts = str(fp.get("runtime_version", "")), dev.runtime_options()
     test_keys = {it.key(dev.runtime, rv, opts) for it in test_items + zitems}
@@ -128,6 +180,11 @@ def main() -> None:
     md = model_data(ProfileStore(dev.name), dev.runtime, target=args.target)
     te_idx = [i for i, k in enumerate(md.item_keys) if k in test_keys]
     test = md.subset(te_idx)
+    if args.adaptive:
+        _adaptive(dev, args, console, confirm, {kernel_hash(k) for ks in test.kernels for k in ks})
+    if args.profile_only:
+        console.print(f"{dev.name}: profiled ({args.passes} passes); --profile-only, so no training")
+        return
     # Kernels known before the test models (suite, training subnets') stay; any other kernel of a
     # test model that sits in the store (e.g. measured by bench_kernel_sum) is never trained on.
     known = {kernel_hash(get_kernel(it.kernel_type).make(**it.config)) for it in kitems}
@@ -136,7 +193,7 @@ def main() -> None:
     results: dict[str, Any] = {"device": dev.name, "suite": args.suite, "target": args.target,
                                "subnets_per_space": args.subnets_per_space, "test_per_space": args.test_per_space,
                                "n_test_models": len(te_idx), "kinds": {}}
-    table = Table("kind", "kernels ±10%", "kernels Spearman", "models ±10%", "models RMSE ms", "models Spearman",
+    table = Table("kind", "kernels ±10%", "suite+space kernels ±10%", "adaptive kernels ±10%", "kernels Spearman", "models ±10%", "models RMSE ms", "models Spearman",
                   "Σkernels ±10%", "zoo ±10%", "subnets ±10%", "90% interval cover kernels/models", "train s",
                   title=f"{dev.name}: held-out accuracy ({args.suite} suite, {len(te_idx)} test models)")
     preds = {}
@@ -152,7 +209,8 @@ def main() -> None:
         ksum = pred.predict_kernel_lists(test.kernels)[0]
         per_group = {g: _metrics(test.y[groups == g], m[groups == g]) for g in sorted(set(groups))}
         sub = groups != "zoo"
-        r = {"kernel_holdout": kern, "kernel_per_type": {t: {k: v for k, v in d.items() if k in ("acc10", "n",
+        split = _kernel_split(pred, dev.name, args.target)
+        r = {"kernel_holdout": kern, "kernel_holdout_by_source": split, "kernel_per_type": {t: {k: v for k, v in d.items() if k in ("acc10", "n",
                                                                                                 "model")}
                                                           for t, d in res.evaluation["kernel"]["per_type"].items()},
              "models": _metrics(test.y, m), "models_kernel_sum": _metrics(test.y, ksum),
@@ -168,7 +226,7 @@ def main() -> None:
                 return "-"
             return f"{100 * d[k]:.1f} %" if pct else f"{d[k]:.3f}"
 
-        table.add_row(kind, f(kern), f(kern, "spearman", False), f(r["models"]), f(r["models"], "rmse", False),
+        table.add_row(kind, f(kern), f(split["base"]), f(split["adaptive"]), f(kern, "spearman", False), f(r["models"]), f(r["models"], "rmse", False),
                       f(r["models"], "spearman", False), f(r["models_kernel_sum"]), f(r["zoo"]), f(r["subnets"]),
                       f"{f(kern, 'interval_coverage')} / {f(r, 'models_interval_coverage')}", f"{secs:.0f}")
     console.print(table)

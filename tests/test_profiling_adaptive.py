@@ -81,6 +81,36 @@ def test_adaptive_round_measures_where_the_predictor_errs(hwlat_home: Path) -> N
     assert len(ProfileStore("local").kernels()) == 50
 
 
+def test_adaptive_plans_on_floors_in_passes_and_never_on_excluded_kernels(hwlat_home: Path) -> None:
+    from hwlat.predictors.training import kernel_hash
+    from hwlat.profiling.passes import profile_passes, stored_counts
+
+    dev = get_device("local")
+    base = _base_kernels()
+    profile_passes(dev, items_for_kernels(base, dev.runtime), passes=2, measure={"max_time_s": 0.05})
+    store = ProfileStore("local")
+    plan = adaptive_round(store, n=10, seed=0, runtime=dev.runtime, target="floor_ms")
+    rep = {r.kernel_type: r for r in plan.report}
+    assert rep["mul"].rows == rep["add"].rows == 20 and rep["mul"].new > 0
+    # a benchmark's held-out kernels never steer the plan: with every mul excluded, mul gets nothing
+    held = {kernel_hash(k) for k in base if k.type == "mul"}
+    plan = adaptive_round(store, n=10, seed=0, runtime=dev.runtime, target="floor_ms", exclude_kernels=held)
+    rep = {r.kernel_type: r for r in plan.report}
+    assert rep["mul"].rows == 0 and rep["mul"].new == 0 and "needs" in rep["mul"].note
+    assert not {kernel_hash(k) for k in plan.kernels} & held
+
+    # the CLI measures adaptive rounds in passes too: every new kernel gets 2 rows
+    r = hwlat("profile", "local", "--adaptive", "1", "--adaptive-size", "6", "--passes", "2",
+              "--max-time", "0.05", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (rnd,) = json.loads(r.stdout)["adaptive"]
+    assert rnd["measured"] == 6 and not rnd["failed"]
+    df = store.kernels(latest=False, expand=False)
+    tagged = df[df["extra"].map(is_adaptive)]
+    counts = stored_counts(store)
+    assert len(set(tagged["item_key"])) == 6 and all(counts[k] == 2 for k in set(tagged["item_key"]))
+
+
 def test_adaptive_cli_errors_are_one_line(hwlat_home: Path) -> None:
     r = hwlat("profile", "local", "--adaptive", "1", "--types", "add,nope")
     assert r.returncode != 0 and "unknown kernel type(s) nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1

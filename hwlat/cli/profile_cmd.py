@@ -126,22 +126,36 @@ def _plan_table(plan) -> Table:  # noqa: ANN001  (RoundPlan; imported lazily)
 
 
 def _adaptive(dev: Device, rounds: int, size: Optional[int], seed: int, types: Optional[list[str]], force: bool,
-              json_out: bool, measure: dict) -> list[dict]:
-    """``rounds`` adaptive rounds with a table per round and a progress bar per measurement."""
+              json_out: bool, measure: dict, passes: int = 1, confirm: Optional[float] = None,
+              max_passes: Optional[int] = None) -> list[dict]:
+    """``rounds`` adaptive rounds with a table per round and a progress bar per measurement.
+    With passes > 1 or confirm, each round's kernels are measured in passes and rounds plan on
+    ``floor_ms``, as the rest of the profile is."""
     from hwlat.profiling.adaptive import run_adaptive
+    from hwlat.profiling.passes import profile_passes
 
     def on_plan(plan) -> None:  # noqa: ANN001
         if not json_out:
             console.print(_plan_table(plan))
 
+    def one(d: Device, items: list[Item], store: ProfileStore, f: bool = False) -> RunSummary:
+        return run_profile(d, items, force or f, json_out, measure, store=store)
+
+    in_passes = passes > 1 or confirm is not None
+
     def runner(d: Device, items: list[Item], store: ProfileStore) -> RunSummary:
-        return run_profile(d, items, force, json_out, measure, store=store)
+        if not in_passes:
+            return one(d, items, store)
+        runs = profile_passes(d, items, store, passes=passes, seed=seed, confirm=confirm, max_passes=max_passes,
+                              runner=one)
+        return next((r for r in runs if r.error), runs[0])
 
     def on_start(r: int) -> None:
         err_console.print(f"[bold]adaptive round {r}/{rounds}[/]: out-of-fold errors on stored kernels …")
 
     results = run_adaptive(dev, rounds, size, seed=seed, kernel_types=types, force=force, measure=measure,
-                           runner=runner, on_plan=on_plan, on_start=on_start)
+                           runner=runner, on_plan=on_plan, on_start=on_start,
+                           target="floor_ms" if in_passes else "median_ms")
     return [r.to_dict() for r in results]
 
 
@@ -248,7 +262,7 @@ def profile_command(
         failed = bool(summary.failed)
     if adaptive:
         out["adaptive"] = rounds = _adaptive(dev, adaptive, adaptive_size, seed, kernel_types, force, json_out,
-                                             measure)
+                                             measure, passes, confirm, max_passes)
         failed = failed or any(r["failed"] for r in rounds)
         error = next((r["error"] for r in rounds if r["error"]), None)
         if error:

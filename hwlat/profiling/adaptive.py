@@ -92,10 +92,14 @@ def is_adaptive(extra: Any, seed: int | None = None, from_round: int = 1) -> boo
 def training_rows(store: ProfileStore, *, seed: int, round_index: int, runtime: str | None = None,
                   kernel_types: Collection[str] | None = None, target: str = "median_ms") -> pd.DataFrame:
     """Stored kernel rows round ``round_index`` trains on (sorted, one row per type+config):
-    everything except the adaptive rows of this seed's rounds >= ``round_index``."""
+    everything except the adaptive rows of this seed's rounds >= ``round_index``. ``target``
+    ``floor_ms`` is the lowest ``min_ms`` over every stored row of an item (all passes)."""
     df = store.kernels(latest=True, expand=False)
     if not len(df):
         return df
+    if target == "floor_ms":
+        floor = store.kernels(latest=False, expand=False).groupby("item_key")["min_ms"].min()
+        df = df.assign(floor_ms=df["item_key"].map(floor).astype(float))
     keep = ~df["extra"].map(lambda e: is_adaptive(e, seed, round_index)).astype(bool)
     keep &= df[target].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0).astype(bool)
     if runtime is not None:
@@ -163,12 +167,15 @@ def _kernels_of(rows: pd.DataFrame) -> tuple[list[Kernel], np.ndarray]:
 
 def adaptive_round(store: ProfileStore, kernel_types: Collection[str] | None = None, n: int = 100, *,
                    seed: int = 0, round_index: int = 1, target: str = "median_ms", runtime: str | None = None,
-                   min_rows: int = 20, folds: int = 5, min_each: int = 3, max_ms: float = 60.0) -> RoundPlan:
+                   min_rows: int = 20, folds: int = 5, min_each: int = 3, max_ms: float = 60.0,
+                   exclude_kernels: Collection[str] = ()) -> RoundPlan:
     """Plan one adaptive round: up to ``n`` new kernels, spread over the types by OOF error mass.
 
     Types with fewer than ``min_rows`` stored rows are reported and skipped; a type already
     ≥98 % within ±10 % gets none. New kernels are distinct from the training rows' configs
-    (and valid, under ``max_ms`` by the cost estimate of the suites).
+    (and valid, under ``max_ms`` by the cost estimate of the suites). ``exclude_kernels``: kernel
+    hashes (``hwlat.predictors.training.kernel_hash``) not used to plan, e.g. a benchmark's held-out
+    kernels, so their errors never steer where new training kernels go.
     """
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
@@ -182,6 +189,11 @@ def adaptive_round(store: ProfileStore, kernel_types: Collection[str] | None = N
     for t in types:
         rows = df[df["kernel_type"] == t] if len(df) else df
         ks, pos = _kernels_of(rows) if len(rows) else ([], np.zeros(0, dtype=int))
+        if exclude_kernels and ks:
+            from hwlat.predictors.training import kernel_hash
+
+            keep = [i for i, k in enumerate(ks) if kernel_hash(k) not in exclude_kernels]
+            ks, pos = [ks[i] for i in keep], pos[keep]
         rep = reports[t] = TypeReport(t, len(ks))
         if len(ks) < max(min_rows, 2 * folds):
             rep.note = f"needs >= {max(min_rows, 2 * folds)} rows"
@@ -245,7 +257,8 @@ def default_size(store: ProfileStore, *, seed: int, runtime: str | None = None,
 def run_adaptive(device: Device, rounds: int, n: int | None = None, *, store: ProfileStore | None = None,
                  seed: int = 0, kernel_types: Collection[str] | None = None, force: bool = False,
                  measure: dict[str, Any] | None = None, min_rows: int = 20, folds: int = 5,
-                 max_ms: float = 60.0, runner: Runner | None = None,
+                 max_ms: float = 60.0, target: str = "median_ms", exclude_kernels: Collection[str] = (),
+                 runner: Runner | None = None,
                  on_start: Callable[[int], None] | None = None,
                  on_plan: Callable[[RoundPlan], None] | None = None,
                  tick: Callable[[int, int], None] | None = None) -> list[RoundResult]:
@@ -253,7 +266,8 @@ def run_adaptive(device: Device, rounds: int, n: int | None = None, *, store: Pr
 
     ``n`` new kernels per round (default: 10 % of the stored kernel rows). Stops early when a
     round plans nothing or its run fails (``summary.error``). ``runner(device, items, store)``
-    measures (default :func:`hwlat.profiling.profile`).
+    measures (default :func:`hwlat.profiling.profile`; measure in passes with
+    :func:`hwlat.profiling.passes.profile_passes` and plan on ``target="floor_ms"`` on noisy hosts).
     """
     from hwlat.profiling.sources import items_for_kernels
 
@@ -266,7 +280,8 @@ def run_adaptive(device: Device, rounds: int, n: int | None = None, *, store: Pr
         if on_start:
             on_start(r)
         plan = adaptive_round(store, kernel_types, n, seed=seed, round_index=r, runtime=device.runtime,
-                              min_rows=min_rows, folds=folds, max_ms=max_ms)
+                              min_rows=min_rows, folds=folds, max_ms=max_ms, target=target,
+                              exclude_kernels=exclude_kernels)
         if on_plan:
             on_plan(plan)
         items = items_for_kernels(plan.kernels, device.runtime, tick=tick)
