@@ -36,7 +36,7 @@ from hwlat.predictors.kernel_models import (
 from hwlat.predictors.predictor import MANIFEST, PREDICTOR_SCHEMA_VERSION, Predictor, predictor_dir
 from hwlat.predictors.range_check import RangeCheck
 from hwlat.predictors.subnet import MIN_SUBNETS, SubnetModel
-from hwlat.store import ProfileStore
+from hwlat.store import ProfileStore, with_floor
 
 Progress = Callable[[str, int, int], None]
 TRAIN_KEYS = "train_keys.json"
@@ -52,10 +52,7 @@ def _rows(df_all: pd.DataFrame, df_latest: pd.DataFrame, target: str) -> tuple[p
     """Latest row per item with ``target`` filled in: floor_ms = min of min_ms over all rows."""
     if target != "floor_ms":
         return df_latest, target
-    floor = df_all.groupby("item_key")["min_ms"].min()
-    out = df_latest.copy()
-    out["floor_ms"] = out["item_key"].map(floor).astype(float)
-    return out, "floor_ms"
+    return with_floor(df_latest, df_all), "floor_ms"
 
 
 # ---- data -----------------------------------------------------------------------------------------

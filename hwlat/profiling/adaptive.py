@@ -28,7 +28,7 @@ from hwlat.kernels.base import Kernel, get
 from hwlat.kernels.sampling import adaptive_sample
 from hwlat.profiling.items import Item, canonical_json
 from hwlat.profiling.runner import RunSummary, profile
-from hwlat.store import ProfileStore
+from hwlat.store import ProfileStore, with_floor
 
 SOURCE = "adaptive"
 #: within this relative error a prediction counts as accurate (the ±10 % accuracy metric)
@@ -98,8 +98,7 @@ def training_rows(store: ProfileStore, *, seed: int, round_index: int, runtime: 
     if not len(df):
         return df
     if target == "floor_ms":
-        floor = store.kernels(latest=False, expand=False).groupby("item_key")["min_ms"].min()
-        df = df.assign(floor_ms=df["item_key"].map(floor).astype(float))
+        df = with_floor(df, store.kernels(latest=False, expand=False))
     keep = ~df["extra"].map(lambda e: is_adaptive(e, seed, round_index)).astype(bool)
     keep &= df[target].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0).astype(bool)
     if runtime is not None:

@@ -1,6 +1,6 @@
 """Per-device profile store (pandas + Parquet)."""
 
-from hwlat.store.profile_store import ProfileStore
+from hwlat.store.profile_store import ProfileStore, with_floor
 from hwlat.store.schema import SCHEMA_VERSION
 
-__all__ = ["SCHEMA_VERSION", "ProfileStore"]
+__all__ = ["SCHEMA_VERSION", "ProfileStore", "with_floor"]

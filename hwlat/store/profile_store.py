@@ -289,3 +289,10 @@ def _check_row(r: Mapping[str, Any]) -> None:
         if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
             raise StoreError(f"refusing measurement of {r.get('name')!r}: {k}={v!r} is not a positive finite "
                              "number (faulty agent or runtime); the item stays unmeasured")
+
+
+def with_floor(latest: pd.DataFrame, all_rows: pd.DataFrame) -> pd.DataFrame:
+    """``latest`` (one row per item) plus ``floor_ms``: the lowest ``min_ms`` over every stored row of
+    the same item, i.e. over all passes of ``hwlat profile --passes N``."""
+    floor = all_rows.groupby("item_key")["min_ms"].min()
+    return latest.assign(floor_ms=latest["item_key"].map(floor).astype(float))
