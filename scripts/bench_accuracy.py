@@ -7,8 +7,8 @@ Every item is measured in ``--passes`` passes (default 3), then re-measured whil
 pass minima are more than ``--confirm`` apart (default 5 %, up to ``--max-passes`` 5); the models
 learn ``--target floor_ms``.
 
-1. the kernel suite ``--suite`` (default standard) and the kernels of the training subnets are
-   profiled; 20 % of them (hash split) are held out; ``--adaptive R`` adds R nn-Meter-style
+1. the kernel suite ``--suite`` (default standard) in two random draws (``--suite-seeds 0,1``: the
+   grid configs once, twice the random ones) and the kernels of the training subnets are profiled; 20 % of them (hash split) are held out; ``--adaptive R`` adds R nn-Meter-style
    adaptive rounds planned on the training kernels only (held-out accuracy is reported for the
    suite and space kernels and for the adaptive ones separately);
 2. ``--subnets-per-space`` training subnets (seed 0) and ``--test-per-space`` test subnets (seed 1000,
@@ -22,7 +22,7 @@ learn ``--target floor_ms``.
 
 Writes bench_results/bench_accuracy.json. A reduced run in minutes:
 
-    python scripts/bench_accuracy.py --suite quick --subnets-per-space 10 --test-per-space 5 --max-time 0.2
+    python scripts/bench_accuracy.py --suite quick --suite-seeds 0 --subnets-per-space 10 --test-per-space 5 --max-time 0.2
 """
 
 from __future__ import annotations
@@ -117,6 +117,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="local")
     ap.add_argument("--suite", default="standard", choices=("quick", "standard", "full"))
+    ap.add_argument("--suite-seeds", default="0,1",
+                    help="comma-separated suite seeds: each seed is another random draw of the suite's kernels "
+                         "(grid configs are shared), e.g. 0,1 for twice the random kernels")
     ap.add_argument("--subnets-per-space", type=int, default=50, help="training subnets per space")
     ap.add_argument("--test-per-space", type=int, default=50, help="held-out test subnets per space")
     ap.add_argument("--spaces", default=",".join(CNN_SPACES))
@@ -155,8 +158,14 @@ def main() -> None:
     t0 = time.monotonic()
     dev = get_device(args.device)
     spaces = [s for s in args.spaces.split(",") if s]
-    with simple_progress(f"exporting {args.suite} kernels") as tick:
-        kitems = kernel_items(args.suite, dev.runtime, tick=tick)
+    seeds = [int(x) for x in args.suite_seeds.split(",") if x.strip()]
+    kitems, seen_k = [], set()
+    for seed in seeds:
+        with simple_progress(f"exporting {args.suite} kernels (seed {seed})") as tick:
+            for it in kernel_items(args.suite, dev.runtime, seed=seed, tick=tick):
+                if it.sha256 not in seen_k:
+                    seen_k.add(it.sha256)
+                    kitems.append(it)
     train_items, test_items = [], []
     for sp in spaces:
         with simple_progress(f"exporting {sp} subnets") as tick:
@@ -190,12 +199,12 @@ def main() -> None:
     known = {kernel_hash(get_kernel(it.kernel_type).make(**it.config)) for it in kitems}
     excl_k = {kernel_hash(k) for ks in test.kernels for k in ks} - known
     groups = np.array([s or "?" for s in test.spaces])
-    results: dict[str, Any] = {"device": dev.name, "suite": args.suite, "target": args.target,
+    results: dict[str, Any] = {"device": dev.name, "suite": args.suite, "suite_seeds": seeds, "target": args.target,
                                "subnets_per_space": args.subnets_per_space, "test_per_space": args.test_per_space,
                                "n_test_models": len(te_idx), "kinds": {}}
     table = Table("kind", "kernels ±10%", "suite+space kernels ±10%", "adaptive kernels ±10%", "kernels Spearman", "models ±10%", "models RMSE ms", "models Spearman",
                   "Σkernels ±10%", "zoo ±10%", "subnets ±10%", "90% interval cover kernels/models", "train s",
-                  title=f"{dev.name}: held-out accuracy ({args.suite} suite, {len(te_idx)} test models)")
+                  title=f"{dev.name}: held-out accuracy ({args.suite} suite, seeds {args.suite_seeds}, {len(te_idx)} test models)")
     preds = {}
     for kind in [k for k in args.kinds.split(",") if k]:
         t = time.monotonic()

@@ -40,6 +40,9 @@ from hwlat.store import ProfileStore, with_floor
 
 Progress = Callable[[str, int, int], None]
 TRAIN_KEYS = "train_keys.json"
+#: Part of the decomposition cache key: bump when kernel configs or decompositions change (a new
+#: feature alone does not; the cached kernel lists stay valid).
+DECOMPOSITION_VERSION = 4
 #: measured statistics a predictor can be trained to predict. ``floor_ms`` is the lowest time seen
 #: over *every* stored measurement of an item (all passes of ``hwlat profile --passes N``), not
 #: just the latest row: on a shared host whose speed switches between states every few hundred ms,
@@ -163,7 +166,7 @@ def model_kernels(space: str | None, arch: Any, sha: str, runtime: str, root: Pa
             return arch_kernels(space, arch, runtime)
         # other runtimes fuse differently: decompose the built subnet once, cached like zoo models
         sp = get_space(space)
-        material = f"{space}:{sp.key(sp.canonical(arch))}:{FEATURE_VERSION}"  # new kernel schema, new entry
+        material = f"{space}:{sp.key(sp.canonical(arch))}:{DECOMPOSITION_VERSION}"
         digest = hashlib.sha256(material.encode()).hexdigest()[:16]
         return _cached(root / ".cache" / "decomp" / runtime / f"{space}-{digest}.json",
                        lambda: arch_kernels(space, arch, runtime))
