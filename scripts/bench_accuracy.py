@@ -7,10 +7,11 @@ Every item is measured in ``--passes`` passes (default 3), then re-measured whil
 pass minima are more than ``--confirm`` apart (default 5 %, up to ``--max-passes`` 5); the models
 learn ``--target floor_ms``.
 
-1. the kernel suite ``--suite`` (default standard) in two random draws (``--suite-seeds 0,1``: the
-   grid configs once, twice the random ones) and the kernels of the training subnets are profiled; 20 % of them (hash split) are held out; ``--adaptive R`` adds R nn-Meter-style
+1. the kernel suite ``--suite`` (default standard) in three random draws (``--suite-seeds 0,1,2``:
+   the grid configs once, three times the random ones) and the kernels of the training subnets are
+   profiled; 20 % of them (hash split) are held out; ``--adaptive R`` adds R nn-Meter-style
    adaptive rounds planned on the training kernels only (held-out accuracy is reported for the
-   suite and space kernels and for the adaptive ones separately);
+   first draw and space kernels, the further draws and the adaptive kernels separately);
 2. ``--subnets-per-space`` training subnets (seed 0) and ``--test-per-space`` test subnets (seed 1000,
    never trained on) of each CNN space, and every zoo model (never trained on), are profiled;
 3. for each kind: ``hwlat.predictors.training.train`` → kernel-level held-out ±10 % accuracy
@@ -87,9 +88,11 @@ def _adaptive(dev: Any, args: argparse.Namespace, console: Console, confirm: flo
                       + ", ".join(f"{t.kernel_type} {t.new}" for t in r.plan.report if t.new))
 
 
-def _kernel_split(pred: Any, device: str, target: str) -> dict[str, Any]:
-    """Held-out kernel accuracy split by where the kernels came from: suite and space kernels
-    (the fixed benchmark set) vs adaptive rounds (drawn near hard configs, so harder)."""
+def _kernel_split(pred: Any, device: str, target: str, extra_draws: set[str]) -> dict[str, Any]:
+    """Held-out kernel accuracy split by where the kernels came from: the first suite draw (grid
+    configs, random configs) and space kernels; the further random draws of ``--suite-seeds``
+    (``extra_draws``, kernel hashes; random configs only, so harder); adaptive rounds (drawn near
+    hard configs)."""
     from hwlat.predictors.features import kernels_from_rows
     from hwlat.predictors.training import kernel_data, kernel_hash, read_train_keys
     from hwlat.profiling.adaptive import is_adaptive
@@ -109,15 +112,18 @@ def _kernel_split(pred: Any, device: str, target: str) -> dict[str, Any]:
     idx = [i for i, h in enumerate(kd.hashes) if h not in trained]
     m = pred.predict_kernels([kd.kernels[i] for i in idx], return_interval=False)
     ad = np.array([kd.hashes[i] in adaptive for i in idx], dtype=bool)
+    ex = np.array([kd.hashes[i] in extra_draws for i in idx], dtype=bool) & ~ad
+    base = ~ad & ~ex
     y = kd.y[idx]
-    return {"base": _metrics(y[~ad], m[~ad]), "adaptive": _metrics(y[ad], m[ad])}
+    return {"base": _metrics(y[base], m[base]), "extra_draws": _metrics(y[ex], m[ex]),
+            "adaptive": _metrics(y[ad], m[ad])}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="local")
     ap.add_argument("--suite", default="standard", choices=("quick", "standard", "full"))
-    ap.add_argument("--suite-seeds", default="0,1",
+    ap.add_argument("--suite-seeds", default="0,1,2",
                     help="comma-separated suite seeds: each seed is another random draw of the suite's kernels "
                          "(grid configs are shared), e.g. 0,1 for twice the random kernels")
     ap.add_argument("--subnets-per-space", type=int, default=50, help="training subnets per space")
@@ -159,13 +165,15 @@ def main() -> None:
     dev = get_device(args.device)
     spaces = [s for s in args.spaces.split(",") if s]
     seeds = [int(x) for x in args.suite_seeds.split(",") if x.strip()]
-    kitems, seen_k = [], set()
-    for seed in seeds:
+    kitems, seen_k, extra_items = [], set(), []
+    for j, seed in enumerate(seeds):
         with simple_progress(f"exporting {args.suite} kernels (seed {seed})") as tick:
             for it in kernel_items(args.suite, dev.runtime, seed=seed, tick=tick):
                 if it.sha256 not in seen_k:
                     seen_k.add(it.sha256)
                     kitems.append(it)
+                    if j:
+                        extra_items.append(it)
     train_items, test_items = [], []
     for sp in spaces:
         with simple_progress(f"exporting {sp} subnets") as tick:
@@ -197,12 +205,13 @@ def main() -> None:
     # Kernels known before the test models (suite, training subnets') stay; any other kernel of a
     # test model that sits in the store (e.g. measured by bench_kernel_sum) is never trained on.
     known = {kernel_hash(get_kernel(it.kernel_type).make(**it.config)) for it in kitems}
+    extra_hashes = {kernel_hash(get_kernel(it.kernel_type).make(**it.config)) for it in extra_items}
     excl_k = {kernel_hash(k) for ks in test.kernels for k in ks} - known
     groups = np.array([s or "?" for s in test.spaces])
     results: dict[str, Any] = {"device": dev.name, "suite": args.suite, "suite_seeds": seeds, "target": args.target,
                                "subnets_per_space": args.subnets_per_space, "test_per_space": args.test_per_space,
                                "n_test_models": len(te_idx), "kinds": {}}
-    table = Table("kind", "kernels ±10%", "suite+space kernels ±10%", "adaptive kernels ±10%", "kernels Spearman", "models ±10%", "models RMSE ms", "models Spearman",
+    table = Table("kind", "kernels ±10%", "first draw+space kernels ±10%", "extra draws ±10%", "adaptive kernels ±10%", "kernels Spearman", "models ±10%", "models RMSE ms", "models Spearman",
                   "Σkernels ±10%", "zoo ±10%", "subnets ±10%", "90% interval cover kernels/models", "train s",
                   title=f"{dev.name}: held-out accuracy ({args.suite} suite, seeds {args.suite_seeds}, {len(te_idx)} test models)")
     preds = {}
@@ -218,7 +227,7 @@ def main() -> None:
         ksum = pred.predict_kernel_lists(test.kernels)[0]
         per_group = {g: _metrics(test.y[groups == g], m[groups == g]) for g in sorted(set(groups))}
         sub = groups != "zoo"
-        split = _kernel_split(pred, dev.name, args.target)
+        split = _kernel_split(pred, dev.name, args.target, extra_hashes)
         r = {"kernel_holdout": kern, "kernel_holdout_by_source": split, "kernel_per_type": {t: {k: v for k, v in d.items() if k in ("acc10", "n",
                                                                                                 "model")}
                                                           for t, d in res.evaluation["kernel"]["per_type"].items()},
@@ -235,7 +244,7 @@ def main() -> None:
                 return "-"
             return f"{100 * d[k]:.1f} %" if pct else f"{d[k]:.3f}"
 
-        table.add_row(kind, f(kern), f(split["base"]), f(split["adaptive"]), f(kern, "spearman", False), f(r["models"]), f(r["models"], "rmse", False),
+        table.add_row(kind, f(kern), f(split["base"]), f(split["extra_draws"]), f(split["adaptive"]), f(kern, "spearman", False), f(r["models"]), f(r["models"], "rmse", False),
                       f(r["models"], "spearman", False), f(r["models_kernel_sum"]), f(r["zoo"]), f(r["subnets"]),
                       f"{f(kern, 'interval_coverage')} / {f(r, 'models_interval_coverage')}", f"{secs:.0f}")
     console.print(table)
