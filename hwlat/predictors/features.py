@@ -54,10 +54,11 @@ def _align(cin: int, cout: int) -> dict[str, float]:
 def _blocked(cin: int, cout: int, groups: int) -> dict[str, float]:
     """Whether a channel-blocked (NCHWc-style) conv path applies, for blocks of 8 and 16 lanes.
 
-    x86 runtimes (onnxruntime's NCHWc layout, oneDNN) run a conv in blocked layout only when the
-    channel counts fit the vector width; otherwise they fall back to im2col + GEMM, 1.2-4x slower
-    per FLOP on the local store (depthwise: 97 vs 25 ps/FLOP). Which width applies is the
-    device's business, so both flags are features and the trees pick the one that matters.
+    onnxruntime's NCHWc layout on x86 runs a conv blocked only when the channel counts fit the
+    vector width; otherwise it falls back to im2col + GEMM, 1.25-4x slower per FLOP on the local
+    store (depthwise: 97 vs 25 ps/FLOP). Which width applies is the device's business (8 lanes
+    with AVX2, 16 with AVX-512), so both flags are features and the trees pick the one that
+    matters.
     """
     out = {}
     for b in (8, 16):
@@ -116,6 +117,10 @@ def _pool_view(cfg: Mapping[str, Any]) -> dict[str, float]:
             "overlap": float(k > s), "partial": float(partial), **_channels(int(cfg["c"]))}
 
 
+def _channel_view(cfg: Mapping[str, Any]) -> dict[str, float]:
+    return _channels(int(cfg["c"]))
+
+
 def _mbconv_view(cfg: Mapping[str, Any]) -> dict[str, float]:
     """Alignment of the block's three widths (input, expanded, output)."""
     cin, cout, e = int(cfg["cin"]), int(cfg["cout"]), int(cfg["e"])
@@ -134,8 +139,8 @@ EXTRA: dict[str, tuple[tuple[str, ...], Any]] = {
     "dwconv": (_GEMM + _ALIGN + _BLOCKED, _conv_view),
     "linear": (_ALIGN, _linear_view),
     "pool": (_POOL + _CHANNELS, _pool_view),
-    "global_pool": (_CHANNELS, lambda cfg: _channels(int(cfg["c"]))),
-    "se": (_CHANNELS, lambda cfg: _channels(int(cfg["c"]))),
+    "global_pool": (_CHANNELS, _channel_view),
+    "se": (_CHANNELS, _channel_view),
     "mbconv": (_MBCONV, _mbconv_view),
 }
 
