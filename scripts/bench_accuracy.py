@@ -7,8 +7,8 @@ Every item is measured in ``--passes`` passes (default 3), then re-measured whil
 pass minima are more than ``--confirm`` apart (default 5 %, up to ``--max-passes`` 5); the models
 learn ``--target floor_ms``.
 
-1. the kernel suite ``--suite`` (default standard) in three random draws (``--suite-seeds 0,1,2``:
-   the grid configs once, three times the random ones) and the kernels of the training subnets are
+1. the kernel suite ``--suite`` (default standard) in five random draws (``--suite-seeds 0,1,2,3,4``:
+   the grid configs once, five times the random ones) and the kernels of the training subnets are
    profiled; 20 % of them (hash split) are held out; ``--adaptive R`` adds R nn-Meter-style
    adaptive rounds planned on the training kernels only (held-out accuracy is reported for the
    first draw and space kernels, the further draws and the adaptive kernels separately);
@@ -123,7 +123,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="local")
     ap.add_argument("--suite", default="standard", choices=("quick", "standard", "full"))
-    ap.add_argument("--suite-seeds", default="0,1,2",
+    ap.add_argument("--suite-seeds", default="0,1,2,3,4",
                     help="comma-separated suite seeds: each seed is another random draw of the suite's kernels "
                          "(grid configs are shared), e.g. 0,1 for twice the random kernels")
     ap.add_argument("--subnets-per-space", type=int, default=50, help="training subnets per space")
