@@ -204,8 +204,11 @@ def main() -> None:
         return
     # Kernels known before the test models (suite, training subnets') stay; any other kernel of a
     # test model that sits in the store (e.g. measured by bench_kernel_sum) is never trained on.
-    known = {kernel_hash(get_kernel(it.kernel_type).make(**it.config)) for it in kitems}
-    extra_hashes = {kernel_hash(get_kernel(it.kernel_type).make(**it.config)) for it in extra_items}
+    def item_hash(it: Any) -> str:
+        return kernel_hash(get_kernel(it.kernel_type).make(**it.config))
+
+    known = {item_hash(it) for it in kitems}
+    extra_hashes = {item_hash(it) for it in extra_items}
     excl_k = {kernel_hash(k) for ks in test.kernels for k in ks} - known
     groups = np.array([s or "?" for s in test.spaces])
     results: dict[str, Any] = {"device": dev.name, "suite": args.suite, "suite_seeds": seeds, "target": args.target,
