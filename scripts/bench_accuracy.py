@@ -123,7 +123,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="local")
     ap.add_argument("--suite", default="standard", choices=("quick", "standard", "full"))
-    ap.add_argument("--suite-seeds", default="0,1,2,3,4",
+    ap.add_argument("--suite-seeds", default="0,1,2,3,4,5,6,7",
                     help="comma-separated suite seeds: each seed is another random draw of the suite's kernels "
                          "(grid configs are shared), e.g. 0,1 for twice the random kernels")
     ap.add_argument("--subnets-per-space", type=int, default=50, help="training subnets per space")

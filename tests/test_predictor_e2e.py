@@ -89,7 +89,7 @@ def test_training_fits_the_measurements(trained: dict, profile_root: Path) -> No
         assert spearman(kd.y, m) > 0.8, kind
         man = pred.manifest
         assert man["device"] == "local" and man["kind"] == kind and man["fingerprint_id"]
-        assert {"conv_bn_act", "dwconv"} <= set(man["kernel_parts"])  # own models above min_samples
+        assert {"_conv", "dwconv"} <= set(man["kernel_parts"])  # own models above min_samples (conv family)
         assert "se" in man["pooled_types"]  # 6 quick-suite SE kernels: pooled fallback, flagged
         assert "ofa_mbv3" in man["subnet_spaces"]
         assert res.evaluation["summary"]["kernel"]["n"] > 0
@@ -247,3 +247,51 @@ def test_excluded_kernels_are_never_trained_on(profile_root: Path, tmp_path: Pat
     # excluded kernels are what the held-out evaluation scores
     assert res.evaluation["summary"]["kernel"]["n"] == len(dw)
     assert kernel_hash(kd.kernels[0]) == kd.hashes[0]
+
+
+def test_conv_family_and_gbdt_ensemble_round_trip(profile_root: Path, tmp_path: Path) -> None:
+    """conv2d and conv_bn_act share one model with a roofline each; the non-fast GBDT averages its
+    three best CV configs, two subsample seeds each, in log space; both survive save/load unchanged."""
+    from hwlat.predictors.kernel_models import FAMILIES, KernelLevelModel
+    from hwlat.predictors.training import kernel_data
+    from hwlat.store import ProfileStore
+
+    kd = kernel_data(ProfileStore("local", root=profile_root))
+    km = KernelLevelModel("gbdt", min_samples=8).fit(kd.kernels, kd.y)
+    assert km.source_of("conv2d") == km.source_of("conv_bn_act") == "_conv"
+    assert km.source_of("dwconv") == "dwconv" and "conv2d" not in km.parts
+    part = km.parts["_conv"]
+    assert set(part.meta["roofline"]) == set(FAMILIES["_conv"])
+    assert part.meta["roofline"]["conv2d"] != part.meta["roofline"]["conv_bn_act"]
+    assert {"type=conv2d", "type=conv_bn_act"} <= set(part.feature_names)
+
+    gb = part.model  # three configs x two subsample seeds
+    assert len(gb._means) == 6 and len({json.dumps(m["config"], sort_keys=True) for m in gb.members_}) == 3
+    ranked = sorted(gb.cv_results_, key=lambda r: r["cv_rmse_log"])
+    assert [m["config"] for m in gb.members_] == [r["config"] for r in ranked[:3] for _ in range(2)]
+    assert [m["seed"] for m in gb.members_] == [0, 1] * 3
+    import xgboost as xgb
+
+    X = part.meta["X"][:20]
+    dm = xgb.DMatrix(X.astype(np.float32))
+    np.testing.assert_allclose(gb.predict(X), np.exp(np.mean([b.predict(dm) for b in gb._means], axis=0)),
+                               rtol=1e-6)
+
+    convs = [k for k in kd.kernels if k.type in ("conv2d", "conv_bn_act", "dwconv")]
+    before = km.predict(convs)
+    parts = km.save(tmp_path / "kernel", "local", None)
+    again = KernelLevelModel.load(tmp_path / "kernel", "local", "gbdt", parts, km.trained_types, 8)
+    after = again.predict(convs)
+    for a, b in zip(before[:3], after[:3], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert after[3] == before[3]
+    assert len(list((tmp_path / "kernel" / "_conv").glob("gbdt_mean*.ubj"))) == 6
+    loaded = again.parts["_conv"].model
+    assert (loaded.n_ensemble, loaded.n_seeds, loaded.members_) == (3, 2, gb.members_)
+
+    # too few conv2d samples for a model of their own: no family, conv2d goes to the pooled model
+    few = [i for i, k in enumerate(kd.kernels) if k.type != "conv2d"]
+    few += [i for i, k in enumerate(kd.kernels) if k.type == "conv2d"][:3]
+    km2 = KernelLevelModel("gbdt", min_samples=8, fast=True).fit([kd.kernels[i] for i in few], kd.y[few])
+    assert "_conv" not in km2.parts and km2.source_of("conv_bn_act") == "conv_bn_act"
+    assert km2.source_of("conv2d") == "_pooled"

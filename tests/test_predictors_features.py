@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from hwlat.kernels import get
@@ -42,3 +43,13 @@ def test_depthwise_and_pool_channel_fill() -> None:
     pool = kernel_feature_dict(get("pool").make(h=14, w=14, c=40, k=2, s=2, mode="avg", ceil=0))
     assert (pool["c_mod8"], pool["c_mod16"]) == (1.0, 0.0)
     assert pool["c_fill16"] == pytest.approx(40 / 48)
+
+
+def test_transpose_and_attention_head_alignment() -> None:
+    tr = kernel_feature_dict(get("transpose").make(a=384, b=301))
+    assert (tr["a_mod16"], tr["b_mod4"]) == (1.0, 0.0)
+    assert tr["b_fill16"] == pytest.approx(301 / 304)
+    mha = kernel_feature_dict(get("mha").make(t=197, d=192, heads=16))  # 12-wide heads
+    assert mha["log_head_dim"] == pytest.approx(np.log(12))
+    assert (mha["hd_mod4"], mha["hd_mod8"], mha["d_mod16"]) == (1.0, 0.0, 1.0)
+    assert mha["hd_fill16"] == pytest.approx(12 / 16)
