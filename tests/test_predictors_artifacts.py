@@ -108,6 +108,28 @@ def test_missing_and_corrupt_artifacts(tmp_path, gbdt_dir) -> None:
         load_predictor(d)
 
 
+def test_gbdt_member_files_old_layout_and_escapes(ofa, gbdt_dir, tmp_path) -> None:
+    """A single-booster model saved before ensembles still loads; a member file name in the
+    metadata that points outside the folder is refused."""
+    import shutil
+
+    X, _, _ = ofa
+    d = tmp_path / "old"
+    shutil.copytree(gbdt_dir, d)
+    meta = json.loads((d / "gbdt.json").read_text())
+    assert meta["mean_files"] == ["gbdt_mean.ubj"] and len(meta["members"]) == 1
+    for k in ("mean_files", "members"):
+        meta.pop(k)
+    (d / "gbdt.json").write_text(json.dumps(meta))
+    old = GBDTRegressor.load(d)
+    np.testing.assert_array_equal(old.predict(X[:50]), GBDTRegressor.load(gbdt_dir).predict(X[:50]))
+    assert (old.n_ensemble, old.n_seeds, len(old.members_)) == (1, 1, 1)
+    meta["mean_files"] = ["../gbdt_mean.ubj"]
+    (d / "gbdt.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorError, match="bad model file name"):
+        GBDTRegressor.load(d)
+
+
 def test_out_of_range_flagging(ofa, gbdt_dir) -> None:
     X, names, _ = ofa
     art = load_predictor(gbdt_dir)

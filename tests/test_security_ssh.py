@@ -132,7 +132,10 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
         for n in dirnames:
             out[str(Path(dirpath, n).relative_to(root))] = (-1, -1)
         for n in filenames:
-            st = Path(dirpath, n).lstat()
+            try:
+                st = Path(dirpath, n).lstat()
+            except FileNotFoundError:  # removed between the listing and the stat (the run cleaning up)
+                continue
             out[str(Path(dirpath, n).relative_to(root))] = (st.st_size, st.st_mtime_ns)
     return out
 
