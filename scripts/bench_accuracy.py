@@ -7,8 +7,8 @@ Every item is measured in ``--passes`` passes (default 3), then re-measured whil
 pass minima are more than ``--confirm`` apart (default 5 %, up to ``--max-passes`` 5); the models
 learn ``--target floor_ms``.
 
-1. the kernel suite ``--suite`` (default standard) in five random draws (``--suite-seeds 0,1,2,3,4``:
-   the grid configs once, five times the random ones) and the kernels of the training subnets are
+1. the kernel suite ``--suite`` (default standard) in eight random draws (``--suite-seeds 0,...,7``:
+   the grid configs once, eight times the random ones) and the kernels of the training subnets are
    profiled; 20 % of them (hash split) are held out; ``--adaptive R`` adds R nn-Meter-style
    adaptive rounds planned on the training kernels only (held-out accuracy is reported for the
    first draw and space kernels, the further draws and the adaptive kernels separately);

@@ -33,8 +33,13 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 #: another version is refused at load).
 FEATURE_VERSION = 6  # 6: transpose and attention-head alignment; 5: channel-block alignment; 4: pool output/padding/partial window; 3: pool "ceil", …
 
-_ALIGN = ("cin_mod4", "cin_mod8", "cin_mod16", "cin_fill16", "cout_mod4", "cout_mod8", "cout_mod16",
-          "cout_fill16")
+
+def _channel_names(prefix: str) -> tuple[str, ...]:
+    """Names of :func:`_channels` for ``prefix``, in its order."""
+    return tuple(f"{prefix}_{n}" for n in ("mod4", "mod8", "mod16", "fill16"))
+
+
+_ALIGN = _channel_names("cin") + _channel_names("cout")
 _BLOCKED = ("blocked8", "blocked16")
 _GEMM = ("log_gemm_m", "log_gemm_n", "log_gemm_k", "log_out_hw")
 
@@ -95,8 +100,7 @@ def _linear_view(cfg: Mapping[str, Any]) -> dict[str, float]:
 
 
 _POOL = ("log_out_hw", "log_out_h", "log_plane", "log_window", "pad", "pad_avg", "overlap", "partial")
-_CHANNELS_SUFFIX = ("mod4", "mod8", "mod16", "fill16")
-_CHANNELS = tuple(f"c_{n}" for n in _CHANNELS_SUFFIX)
+_CHANNELS = _channel_names("c")
 
 
 def _pool_view(cfg: Mapping[str, Any]) -> dict[str, float]:
@@ -126,7 +130,7 @@ def _mbconv_view(cfg: Mapping[str, Any]) -> dict[str, float]:
     return {**_align(cin, cout), **_channels(cin * e, "mid_c")}
 
 
-_MBCONV = _ALIGN + tuple(f"mid_{n}" for n in _CHANNELS)
+_MBCONV = _ALIGN + _channel_names("mid_c")
 
 
 def _transpose_view(cfg: Mapping[str, Any]) -> dict[str, float]:
@@ -140,8 +144,8 @@ def _mha_view(cfg: Mapping[str, Any]) -> dict[str, float]:
     return {"log_head_dim": float(np.log(hd)), **_channels(hd, "hd"), **_channels(int(cfg["d"]), "d")}
 
 
-_TRANSPOSE = tuple(f"{p}_{n}" for p in "ab" for n in _CHANNELS_SUFFIX)
-_MHA = ("log_head_dim",) + tuple(f"{p}_{n}" for p in ("hd", "d") for n in _CHANNELS_SUFFIX)
+_TRANSPOSE = _channel_names("a") + _channel_names("b")
+_MHA = ("log_head_dim",) + _channel_names("hd") + _channel_names("d")
 
 
 #: Type-specific extra features: (names, function of the validated config). Measured on the

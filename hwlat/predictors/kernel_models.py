@@ -106,28 +106,21 @@ class Roofline:
         return np.exp(p[0]) + D[:, 0] * np.exp(p[1]) + D[:, 1] * np.exp(p[2])
 
 
-def _with_roofline(dicts: Sequence[dict[str, float]], roof: Roofline) -> tuple[list[dict[str, float]], np.ndarray]:
-    base = roof.predict(_flops_bytes(dicts))
+def _with_roofline(dicts: Sequence[dict[str, float]], roofs: Sequence[float] | dict[str, Sequence[float]],
+                   types: Sequence[str] | None = None) -> tuple[list[dict[str, float]], np.ndarray]:
+    """Roofline baseline per kernel (one roofline's params, or a dict of them by kernel type for a
+    family) and the dicts with it added as a feature."""
+    D = _flops_bytes(dicts)
+    if isinstance(roofs, dict):
+        if types is None:
+            raise PredictorError("a family kernel model needs each kernel's type")
+        tarr = np.asarray(types)
+        base = np.zeros(len(dicts))
+        for t in set(types):
+            base[tarr == t] = Roofline(roofs[t]).predict(D[tarr == t])
+    else:
+        base = Roofline(roofs).predict(D)
     return [{**d, ROOFLINE_FEATURE: float(np.log(b))} for d, b in zip(dicts, base, strict=True)], base
-
-
-def _with_rooflines(dicts: Sequence[dict[str, float]], roofs: Sequence[float] | dict[str, Sequence[float]],
-                    types: Sequence[str] | None) -> tuple[list[dict[str, float]], np.ndarray]:
-    """:func:`_with_roofline` for one roofline (a list of params) or one per kernel type (a dict)."""
-    if not isinstance(roofs, dict):
-        return _with_roofline(dicts, Roofline(roofs))
-    if types is None:
-        raise PredictorError("a family kernel model needs each kernel's type")
-    out: list[dict[str, float]] = list(dicts)
-    base = np.zeros(len(dicts))
-    tarr = np.asarray(types)
-    for t in sorted(set(types)):
-        ix = np.flatnonzero(tarr == t)
-        d, b = _with_roofline([dicts[i] for i in ix], Roofline(roofs[t]))
-        base[ix] = b
-        for j, i in enumerate(ix):
-            out[i] = d[j]
-    return out, base
 
 
 def _fitted_part(model: Any, feature_names: list[str], X: np.ndarray, y: np.ndarray,
@@ -189,13 +182,13 @@ class KernelLevelModel:
     def _fit_part(self, name: str, dicts: list[dict[str, float]], y: np.ndarray, fn: list[str],
                   types: Sequence[str] | None = None) -> PredictorArtifact:
         """One estimator on ``measured / roofline``; with ``types`` (a family) one roofline per type."""
+        D = _flops_bytes(dicts)
         if types is None:
-            roofs: list[float] | dict[str, list[float]] = Roofline().fit(_flops_bytes(dicts), y).params.tolist()
+            roofs: list[float] | dict[str, list[float]] = Roofline().fit(D, y).params.tolist()
         else:
             tarr = np.asarray(types)
-            roofs = {t: Roofline().fit(_flops_bytes([dicts[i] for i in np.flatnonzero(tarr == t)]),
-                                       y[tarr == t]).params.tolist() for t in sorted(set(types))}
-        dicts, base = _with_rooflines(dicts, roofs, types)
+            roofs = {t: Roofline().fit(D[tarr == t], y[tarr == t]).params.tolist() for t in sorted(set(types))}
+        dicts, base = _with_roofline(dicts, roofs, types)
         fn = fn + [ROOFLINE_FEATURE]
         X = feature_matrix(dicts, fn)
         est = make_estimator(self.kind, len(y), self.fast, self.seed).fit(X, y / base)
@@ -224,8 +217,8 @@ class KernelLevelModel:
             groups.setdefault(s, []).append(i)
         for s, ix in groups.items():
             part = self.parts[s]
-            dicts, base = _with_rooflines([kernel_feature_dict(kernels[i]) for i in ix], part.meta["roofline"],
-                                          [kernels[i].type for i in ix])
+            dicts, base = _with_roofline([kernel_feature_dict(kernels[i]) for i in ix], part.meta["roofline"],
+                                         [kernels[i].type for i in ix])
             X = feature_matrix(dicts, part.feature_names)
             m, lo, hi = part.predict(X, return_interval=True)
             mean[ix], low[ix], high[ix] = m * base, lo * base, hi * base
