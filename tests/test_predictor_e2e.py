@@ -135,6 +135,10 @@ def test_saved_artifact_gives_identical_predictions(trained: dict, profile_root:
             assert (x.latency_ms, x.low_ms, x.high_ms) == pytest.approx((y.latency_ms, y.low_ms, y.high_ms))
         assert loaded.predict(_zoo_file(profile_root)).latency_ms == pytest.approx(
             res.predictor.predict(_zoo_file(profile_root)).latency_ms)
+        if kind == "mlp":  # members over 8- and 16-bin encodings with a Huber loss, restored as saved
+            part = json.loads((res.directory / "kernel" / "dwconv" / "mlp.json").read_text())
+            assert sorted(part["encodings"], key=int) == ["8", "16"] and part["train"]["huber_delta"] == 0.05
+            assert loaded.kernel_model.parts["dwconv"].model.bins == (8, 16)
         meta = json.loads((res.directory / "predictor.json").read_text())
         assert meta["training_data_hash"].startswith("sha256:") and meta["library_versions"]["xgboost"]
         assert not list(res.directory.rglob("*.pkl")) and not list(res.directory.rglob("*.pickle"))

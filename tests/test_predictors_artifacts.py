@@ -53,18 +53,26 @@ def test_gbdt_round_trip_identical(ofa, gbdt_dir) -> None:
     assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in gbdt_dir.iterdir())
 
 
-def test_mlp_round_trip_identical(ofa, tmp_path) -> None:
+@pytest.mark.parametrize("bins", [(), (4, 8)])
+def test_mlp_round_trip_identical(ofa, tmp_path, bins) -> None:
     from hwlat.predictors.mlp import MLPRegressor
 
     X, names, y = ofa
-    model = MLPRegressor(hidden=(32,), n_models=2, max_epochs=30).fit(X[:300], y[:300])
+    model = MLPRegressor(hidden=(32,), n_models=3, max_epochs=30, bins=bins,
+                         huber_delta=0.05 if bins else None).fit(X[:300], y[:300])
     save_predictor(tmp_path / "p", model, device="v100_1", feature_names=names, X_train=X[:300], y_train=y[:300])
     art = load_predictor(tmp_path / "p")
     before = model.predict(X[300:], return_interval=True)
     after = art.predict(X[300:], return_interval=True)
     for u, v in zip(before, after, strict=True):
         np.testing.assert_array_equal(u, v)
-    assert json.loads((tmp_path / "p" / "mlp.json").read_text())["architecture"]["hidden"] == [32]
+    meta = json.loads((tmp_path / "p" / "mlp.json").read_text())
+    assert meta["architecture"]["hidden"] == [32] and meta["architecture"]["bins"] == list(bins)
+    assert sorted(meta["encodings"], key=int) == [str(b) for b in bins]
+    # members take turns over the encodings: 4, 8, 4 bins (their first layers are that wide)
+    widths = [net[0].in_features for net in art.model._nets]
+    assert widths == ([X.shape[1]] * 3 if not bins else
+                      [art.model._inputs[b][0].n_out for b in (4, 8, 4)])
 
 
 def test_transfer_round_trip_identical(ofa, tmp_path) -> None:

@@ -1,9 +1,13 @@
 """Small torch MLP ensemble on standardized features and standardized log-latency.
 
 Each member gets its own seed and its own validation split (early stopping on it); the
-ensemble mean is the prediction and the members' spread gives the interval. Weights are
-saved as a plain ``state_dict`` (``torch.save``) and read with ``weights_only=True``; the
-scalers and architecture go to JSON. Nothing is pickled.
+ensemble mean is the prediction and the members' spread gives the interval. With ``bins``, the
+members take turns over piecewise-linear encodings of the features with those bin counts
+(:mod:`hwlat.predictors.encoding`), which both sharpens them and makes them disagree where the
+data is thin. With ``huber_delta``, the loss is Huber with that threshold in log-latency: one
+noisy measurement then pulls a fit less than a squared error lets it, which is what a ±10 %
+accuracy target rewards. Weights are saved as a plain ``state_dict`` (``torch.save``) and read
+with ``weights_only=True``; scalers, bin edges and architecture go to JSON. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from torch import nn
 
 from hwlat.errors import PredictorError
 from hwlat.predictors.calibration import calibration, widen
+from hwlat.predictors.encoding import PiecewiseLinear
 
 #: z for a two-sided 90 % interval, matching the GBDT's 5 %/95 % quantiles.
 _Z90 = 1.6448536269514722
@@ -59,8 +64,11 @@ class MLPRegressor:
 
     def __init__(self, hidden: tuple[int, ...] = (128, 128), n_models: int = 3, max_epochs: int = 400,
                  lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 64, val_frac: float = 0.15,
-                 patience: int = 30, dropout: float = 0.0, seed: int = 0) -> None:
+                 patience: int = 30, dropout: float = 0.0, seed: int = 0, bins: tuple[int, ...] = (),
+                 huber_delta: float | None = None) -> None:
         self.hidden = tuple(int(h) for h in hidden)
+        self.bins = tuple(int(b) for b in bins)
+        self.huber_delta = huber_delta
         self.n_models = n_models
         self.max_epochs = max_epochs
         self.lr = lr
@@ -77,10 +85,31 @@ class MLPRegressor:
         self.epochs_: list[int] = []
         self.calibration_: dict[str, float] | None = None
         self._nets: list[nn.Sequential] = []
+        # Bin count -> (encoder, mean, std) of its encoded columns; 0 is the raw features.
+        self._inputs: dict[int, tuple[PiecewiseLinear | None, np.ndarray, np.ndarray]] = {}
 
-    def _xs(self, X: np.ndarray) -> torch.Tensor:
-        assert self.x_mean_ is not None and self.x_std_ is not None
-        return torch.as_tensor((X - self.x_mean_) / self.x_std_, dtype=torch.float32)
+    def _member_bins(self, m: int) -> int:
+        return self.bins[m % len(self.bins)] if self.bins else 0
+
+    def _fit_inputs(self, X: np.ndarray) -> None:
+        std = X.std(axis=0)
+        self.x_mean_, self.x_std_ = X.mean(axis=0), np.where(std > 0, std, 1.0)  # constant features stay at 0
+        self._inputs = {0: (None, self.x_mean_, self.x_std_)}
+        for b in sorted(set(self.bins) - {0}):
+            enc = PiecewiseLinear(b).fit(X)
+            E = enc.transform(X)
+            s = E.std(axis=0)
+            self._inputs[b] = (enc, E.mean(axis=0), np.where(s > 0, s, 1.0))
+
+    def _xs(self, X: np.ndarray, bins: int = 0) -> torch.Tensor:
+        enc, mean, std = self._inputs[bins]
+        E = enc.transform(X) if enc is not None else X
+        return torch.as_tensor((E - mean) / std, dtype=torch.float32)
+
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.huber_delta:
+            return nn.functional.huber_loss(pred, target, delta=self.huber_delta / self.y_std_)
+        return nn.functional.mse_loss(pred, target)
 
     def _fit_one(self, Xs: torch.Tensor, ys: torch.Tensor, seed: int) -> tuple[nn.Sequential, int, np.ndarray]:
         """One member: the net, its best epoch, and its standardized errors on its validation rows."""
@@ -103,14 +132,14 @@ class MLPRegressor:
             for i in range(0, len(order), bs):
                 b = order[i:i + bs]
                 opt.zero_grad()
-                loss = nn.functional.mse_loss(net(Xs[b]).squeeze(1), ys[b])
+                loss = self._loss(net(Xs[b]).squeeze(1), ys[b])
                 loss.backward()
                 opt.step()
             if n_val == 0:
                 continue
             net.eval()
             with torch.no_grad():
-                v = float(nn.functional.mse_loss(net(Xs[val]).squeeze(1), ys[val]))
+                v = float(self._loss(net(Xs[val]).squeeze(1), ys[val]))
             if v < best - 1e-6:
                 best, best_epoch, bad = v, epoch + 1, 0
                 best_state = {k: t.clone() for k, t in net.state_dict().items()}
@@ -135,19 +164,17 @@ class MLPRegressor:
             raise ValueError(f"X must be (n, d) with n == len(y); got {X.shape} and {y.shape}")
         if not np.all(np.isfinite(y)) or np.any(y <= 0):
             raise ValueError("latencies must be finite and > 0 (the model is fitted on log-latency)")
-        self.x_mean_ = X.mean(axis=0)
-        std = X.std(axis=0)
-        self.x_std_ = np.where(std > 0, std, 1.0)  # constant features stay at 0
+        self._fit_inputs(X)
         ylog = np.log(y)
         self.y_mean_ = float(ylog.mean())
         self.y_std_ = float(ylog.std()) or 1.0
-        Xs = self._xs(X)
+        Xs = {b: self._xs(X, b) for b in {self._member_bins(m) for m in range(self.n_models)}}
         ys = torch.as_tensor((ylog - self.y_mean_) / self.y_std_, dtype=torch.float32)
         self._nets, self.epochs_ = [], []
         errs = []
         with _one_thread():
             for m in range(self.n_models):
-                net, ep, err = self._fit_one(Xs, ys, self.seed * 1000 + m)
+                net, ep, err = self._fit_one(Xs[self._member_bins(m)], ys, self.seed * 1000 + m)
                 self._nets.append(net)
                 self.epochs_.append(ep)
                 errs.append(err)
@@ -163,9 +190,10 @@ class MLPRegressor:
         assert self.x_mean_ is not None
         if X.ndim != 2 or X.shape[1] != len(self.x_mean_):
             raise ValueError(f"X must be (n, {len(self.x_mean_)}), got {X.shape}")
-        Xs = self._xs(X)
+        Xs = {b: self._xs(X, b) for b in {self._member_bins(m) for m in range(len(self._nets))}}
         with torch.no_grad(), _one_thread():
-            outs = [net(Xs).squeeze(1).numpy().astype(np.float64) for net in self._nets]
+            outs = [net(Xs[self._member_bins(m)]).squeeze(1).numpy().astype(np.float64)
+                    for m, net in enumerate(self._nets)]
         return np.stack(outs) * self.y_std_ + self.y_mean_
 
     def predict(self, X: np.ndarray, return_interval: bool = False
@@ -183,13 +211,16 @@ class MLPRegressor:
     # -- persistence ---------------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
         assert self.x_mean_ is not None and self.x_std_ is not None
+        encodings = {str(b): {**enc.to_json(), "mean": mean.tolist(), "std": std.tolist()}
+                     for b, (enc, mean, std) in self._inputs.items() if enc is not None}
         return {"architecture": {"n_in": len(self.x_mean_), "hidden": list(self.hidden), "dropout": self.dropout,
-                                 "n_models": len(self._nets), "activation": "relu"},
+                                 "n_models": len(self._nets), "activation": "relu", "bins": list(self.bins)},
                 "scaler": {"x_mean": self.x_mean_.tolist(), "x_std": self.x_std_.tolist(),
                            "y_mean": self.y_mean_, "y_std": self.y_std_, "target": "log(latency_ms)"},
+                "encodings": encodings,
                 "train": {"lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
                           "val_frac": self.val_frac, "patience": self.patience, "max_epochs": self.max_epochs,
-                          "seed": self.seed, "epochs": self.epochs_},
+                          "seed": self.seed, "epochs": self.epochs_, "huber_delta": self.huber_delta},
                 "calibration": self.calibration_}
 
     def save(self, directory: str | Path) -> list[str]:
@@ -214,14 +245,19 @@ class MLPRegressor:
             model = cls(hidden=tuple(arch["hidden"]), n_models=arch["n_models"], dropout=arch["dropout"],
                         lr=tr["lr"], weight_decay=tr["weight_decay"], batch_size=tr["batch_size"],
                         val_frac=tr["val_frac"], patience=tr["patience"], max_epochs=tr["max_epochs"],
-                        seed=tr["seed"])
+                        seed=tr["seed"], bins=tuple(arch.get("bins", ())), huber_delta=tr.get("huber_delta"))
             model.x_mean_ = np.asarray(sc["x_mean"], dtype=np.float64)
             model.x_std_ = np.asarray(sc["x_std"], dtype=np.float64)
+            model._inputs = {0: (None, model.x_mean_, model.x_std_)}
+            for b, e in meta.get("encodings", {}).items():
+                model._inputs[int(b)] = (PiecewiseLinear.from_json(e), np.asarray(e["mean"], dtype=np.float64),
+                                         np.asarray(e["std"], dtype=np.float64))
             model.y_mean_, model.y_std_ = float(sc["y_mean"]), float(sc["y_std"])
             model.epochs_ = list(tr.get("epochs", []))
             model.calibration_ = meta.get("calibration")
             for i in range(arch["n_models"]):
-                net = _net(arch["n_in"], model.hidden, model.dropout)
+                enc = model._inputs[model._member_bins(i)][0]
+                net = _net(enc.n_out if enc is not None else arch["n_in"], model.hidden, model.dropout)
                 prefix = f"{i}."
                 net.load_state_dict({k[len(prefix):]: t for k, t in state.items() if k.startswith(prefix)})
                 net.eval()
