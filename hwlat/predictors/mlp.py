@@ -45,6 +45,12 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(prev)
 
 
+def _scaler(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations; constant columns get 1 so they stay at 0."""
+    std = X.std(axis=0)
+    return X.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
 def _net(n_in: int, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     prev = n_in
@@ -92,19 +98,20 @@ class MLPRegressor:
         return self.bins[m % len(self.bins)] if self.bins else 0
 
     def _fit_inputs(self, X: np.ndarray) -> None:
-        std = X.std(axis=0)
-        self.x_mean_, self.x_std_ = X.mean(axis=0), np.where(std > 0, std, 1.0)  # constant features stay at 0
+        self.x_mean_, self.x_std_ = _scaler(X)
         self._inputs = {0: (None, self.x_mean_, self.x_std_)}
         for b in sorted(set(self.bins) - {0}):
             enc = PiecewiseLinear(b).fit(X)
-            E = enc.transform(X)
-            s = E.std(axis=0)
-            self._inputs[b] = (enc, E.mean(axis=0), np.where(s > 0, s, 1.0))
+            self._inputs[b] = (enc, *_scaler(enc.transform(X)))
 
-    def _xs(self, X: np.ndarray, bins: int = 0) -> torch.Tensor:
-        enc, mean, std = self._inputs[bins]
-        E = enc.transform(X) if enc is not None else X
-        return torch.as_tensor((E - mean) / std, dtype=torch.float32)
+    def _xs(self, X: np.ndarray, n_models: int) -> dict[int, torch.Tensor]:
+        """Standardized inputs of every encoding the first ``n_models`` members use, by bin count."""
+        out = {}
+        for b in {self._member_bins(m) for m in range(n_models)}:
+            enc, mean, std = self._inputs[b]
+            E = enc.transform(X) if enc is not None else X
+            out[b] = torch.as_tensor((E - mean) / std, dtype=torch.float32)
+        return out
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.huber_delta:
@@ -168,7 +175,7 @@ class MLPRegressor:
         ylog = np.log(y)
         self.y_mean_ = float(ylog.mean())
         self.y_std_ = float(ylog.std()) or 1.0
-        Xs = {b: self._xs(X, b) for b in {self._member_bins(m) for m in range(self.n_models)}}
+        Xs = self._xs(X, self.n_models)
         ys = torch.as_tensor((ylog - self.y_mean_) / self.y_std_, dtype=torch.float32)
         self._nets, self.epochs_ = [], []
         errs = []
@@ -190,7 +197,7 @@ class MLPRegressor:
         assert self.x_mean_ is not None
         if X.ndim != 2 or X.shape[1] != len(self.x_mean_):
             raise ValueError(f"X must be (n, {len(self.x_mean_)}), got {X.shape}")
-        Xs = {b: self._xs(X, b) for b in {self._member_bins(m) for m in range(len(self._nets))}}
+        Xs = self._xs(X, len(self._nets))
         with torch.no_grad(), _one_thread():
             outs = [net(Xs[self._member_bins(m)]).squeeze(1).numpy().astype(np.float64)
                     for m, net in enumerate(self._nets)]
