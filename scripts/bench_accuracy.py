@@ -4,11 +4,13 @@ plus the few-shot transfer curve to a second device.
 
 On ``--device`` (default ``local``), using its profile store (a re-run only measures what is missing).
 Every item is measured in ``--passes`` passes (default 3), then re-measured while its two lowest
-pass minima are more than ``--confirm`` apart (default 5 %, up to ``--max-passes`` 5); the models
-learn ``--target floor_ms``.
+pass minima are more than ``--confirm`` apart (default 3 %, up to ``--max-passes`` 6); the models
+learn ``--target floor_ms``. A ±10 % target needs labels that reproduce well inside 10 %: with a 5 %
+tolerance the held-out kernels whose floor was confirmed only between 3 and 5 % scored 92 % and those
+never confirmed 77-80 %, against 95.5 % for the rest.
 
-1. the kernel suite ``--suite`` (default standard) in eight random draws (``--suite-seeds 0,...,7``:
-   the grid configs once, eight times the random ones) and the kernels of the training subnets are
+1. the kernel suite ``--suite`` (default standard) in nine random draws (``--suite-seeds 0,...,8``:
+   the grid configs once, nine times the random ones) and the kernels of the training subnets are
    profiled; 20 % of them (hash split) are held out; ``--adaptive R`` adds R nn-Meter-style
    adaptive rounds planned on the training kernels only (held-out accuracy is reported for the
    first draw and space kernels, the further draws and the adaptive kernels separately);
@@ -123,7 +125,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="local")
     ap.add_argument("--suite", default="standard", choices=("quick", "standard", "full"))
-    ap.add_argument("--suite-seeds", default="0,1,2,3,4,5,6,7",
+    ap.add_argument("--suite-seeds", default="0,1,2,3,4,5,6,7,8",
                     help="comma-separated suite seeds: each seed is another random draw of the suite's kernels "
                          "(grid configs are shared), e.g. 0,1 for twice the random kernels")
     ap.add_argument("--subnets-per-space", type=int, default=50, help="training subnets per space")
@@ -136,9 +138,9 @@ def main() -> None:
                     help="measured statistic to predict (floor_ms: lowest over all passes)")
     ap.add_argument("--passes", type=int, default=3,
                     help="measure every item this many times, minutes apart (see hwlat.profiling.passes)")
-    ap.add_argument("--confirm", type=float, default=0.05,
+    ap.add_argument("--confirm", type=float, default=0.03,
                     help="then re-measure items whose two lowest pass minima differ by more than this (0: off)")
-    ap.add_argument("--max-passes", type=int, default=5, help="most passes any item gets with --confirm")
+    ap.add_argument("--max-passes", type=int, default=6, help="most passes any item gets with --confirm")
     ap.add_argument("--adaptive", type=int, default=0, metavar="ROUNDS",
                     help="adaptive sampling rounds after the base profile (planned without held-out kernels)")
     ap.add_argument("--adaptive-size", type=int, default=None, help="kernels per adaptive round (default 10 %%)")
