@@ -5,9 +5,7 @@ plus the few-shot transfer curve to a second device.
 On ``--device`` (default ``local``), using its profile store (a re-run only measures what is missing).
 Every item is measured in ``--passes`` passes (default 3), then re-measured while its two lowest
 pass minima are more than ``--confirm`` apart (default 3 %, up to ``--max-passes`` 6); the models
-learn ``--target floor_ms``. A ±10 % target needs labels that reproduce well inside 10 %: with a 5 %
-tolerance the held-out kernels whose floor was confirmed only between 3 and 5 % scored 92 % and those
-never confirmed 77-80 %, against 95.5 % for the rest.
+learn ``--target floor_ms`` (why 3 %: README, "Confirmed floors").
 
 1. the kernel suite ``--suite`` (default standard) in nine random draws (``--suite-seeds 0,...,8``:
    the grid configs once, nine times the random ones) and the kernels of the training subnets are

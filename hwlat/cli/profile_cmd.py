@@ -179,7 +179,7 @@ def profile_command(
     confirm: Optional[float] = typer.Option(None, "--confirm", min=0.001, metavar="TOL",
                                             help="After --passes: re-measure, one pass at a time, only the items "
                                                  "whose two lowest pass minima differ by more than TOL "
-                                                 "(e.g. 0.05), up to --max-passes."),
+                                                 "(e.g. 0.03), up to --max-passes."),
     max_passes: Optional[int] = typer.Option(None, "--max-passes", min=1,
                                              help="Most passes any item gets with --confirm (default passes + 3)."),
     json_out: bool = typer.Option(False, "--json", help="JSON summary for scripting."),
