@@ -69,6 +69,11 @@ def test_confirm_remeasures_only_items_whose_floor_is_not_confirmed(tmp_path: Pa
     assert runs[0].measured == 0 and runs[1].measured == len(open_after_2)
     assert {k for k, c in counts.items() if c == 3} == open_after_2
     assert max(counts.values()) <= 3
+    # raising max_passes later resumes exactly the items still open at the old limit
+    open_after_3 = unconfirmed_floors(store, keys, 1e-6)
+    runs = profile_passes(dev, items, store, passes=2, confirm=1e-6, max_passes=4, measure=MEASURE)
+    assert runs[0].measured == 0 and sum(r.measured for r in runs[1:]) == len(open_after_3) > 0
+    assert {k for k, c in stored_counts(store).items() if c == 4} == open_after_3
     # a loose tolerance confirms every floor: no extra pass at all
     before = dict(stored_counts(store))
     runs = profile_passes(dev, items, store, passes=2, confirm=10.0, max_passes=5, measure=MEASURE)

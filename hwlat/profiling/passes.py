@@ -89,10 +89,12 @@ def profile_passes(device: Device, items: list[Item], store: ProfileStore | None
             todo = [it for it, k in keyed if counts.get(k, 0) < p]
         else:  # confirmation: only what is still short of p rows and unconfirmed
             open_keys = unconfirmed_floors(store, {k for _, k in keyed}, confirm or 0.0)
+            if not any(counts.get(k, 0) < last for k in open_keys):
+                break  # every floor confirmed, or at the pass limit
+            # Items an earlier run already took to p rows wait for a later p, so a raised
+            # max_passes resumes them instead of stopping here.
             todo = [it for it, k in keyed if k in open_keys and counts.get(k, 0) < p]
         if not todo:
-            if p > passes:
-                break  # every floor confirmed
             continue
         order = np.random.default_rng(seed + p).permutation(len(todo))
         s = run(device, [todo[i] for i in order], store, True)
