@@ -60,9 +60,7 @@ def make_estimator(kind: str, n_samples: int, fast: bool = False, seed: int = 0)
         from hwlat.predictors.mlp import MLPRegressor
 
         # Members alternate between 8- and 16-bin piecewise-linear encodings, with a Huber loss at
-        # 5 % (see hwlat.predictors.encoding). On local's held-out kernels (eight suite draws):
-        # raw features 92.6 %, 16 bins 94.2 %, + Huber 95.1 %, 8/16 bins + Huber 95.3 % (95.2 %
-        # with another seed); six raw-feature members had stayed at 92.0 ± 0.4 %.
+        # 5 %: the held-out figures behind this choice are in hwlat.predictors.encoding.
         return MLPRegressor(hidden=(64, 64) if n_samples < 200 else (128, 128), n_models=4 if fast else 6,
                             max_epochs=150 if fast else 400, patience=20 if fast else 30, seed=seed,
                             bins=(8, 16), huber_delta=0.05)
