@@ -121,3 +121,19 @@ def test_space_kernel_items_are_the_distinct_kernels_of_the_sampled_subnets(tmp_
     assert {(it.kernel_type, tuple(sorted(it.config.items()))) for it in items} == \
         {(k.type, tuple(sorted(k.config.items()))) for k in got}
     assert all(it.file.is_file() and it.table == "kernels" for it in items)
+
+
+def test_fresh_exports_of_a_subnet_are_the_same_file(tmp_path, monkeypatch) -> None:
+    # A model's store identity is its file's sha256: two fresh profile roots must agree on it, or the
+    # same subnet would be a new item (and land on another side of the held-out split) on each machine.
+    import torch
+
+    from hwlat.profiling.sources import space_items
+
+    shas = []
+    for i in range(2):
+        monkeypatch.setenv("HWLAT_PROFILES", str(tmp_path / f"root{i}"))
+        torch.manual_seed(i)  # the caller's RNG state must not leak into the weights
+        shas.append([it.sha256 for it in space_items("ofa_mbv3", 2, "onnxruntime", seed=5)])
+    assert shas[0] == shas[1]
+    assert len(set(shas[0])) == 2

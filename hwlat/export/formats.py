@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,19 @@ def format_for(runtime: str) -> str:
         return RUNTIME_FORMAT[runtime]
     except KeyError:
         raise ConfigError(f"no model format known for runtime {runtime!r}") from None
+
+
+def export_seeded(build: Callable[[], Any], input_shape: tuple[int, ...], fmt: str, path: Path, key: str) -> Path:
+    """:func:`export_module` of ``build()``, built under a torch seed derived from ``key``.
+
+    A model's identity in the store is its file's sha256, so random weight inits would make each fresh
+    export of the same subnet a new item (and move it across the held-out split).
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(hashlib.sha256(key.encode()).hexdigest()[:8], 16))
+        return export_module(build(), input_shape, fmt, path)
 
 
 def export_module(module: Any, input_shape: tuple[int, ...], fmt: str, path: Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def measure_archs(device_name: str, space: Any, archs: Sequence[Any], *, root: s
     the device's training profile.
     """
     from hwlat.devices import get_device
-    from hwlat.export.formats import export_module, format_for
+    from hwlat.export.formats import export_seeded, format_for
     from hwlat.profiling.items import Item
     from hwlat.store import ProfileStore
 
@@ -51,7 +52,7 @@ def measure_archs(device_name: str, space: Any, archs: Sequence[Any], *, root: s
         digest = hashlib.sha256(f"{space.name}:{space.key(canon)}".encode()).hexdigest()[:16]
         path = base / "models" / f"{space.name}-{digest}.{fmt}"
         if not path.exists():
-            export_module(space.build(canon), space.input_shape(canon), fmt, path)
+            export_seeded(partial(space.build, canon), space.input_shape(canon), fmt, path, path.name)
         items.append(Item(table="models", name=path.name, file=path, space=space.name, arch=canon))
     store = ProfileStore(dev.name, root=base / "profiles")
     from hwlat.profiling.passes import profile_passes

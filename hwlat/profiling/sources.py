@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Collection, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hwlat.export.formats import SUFFIX, export_module, format_for
+from hwlat.export.formats import SUFFIX, export_module, export_seeded, format_for
 from hwlat.paths import profiles_root
 from hwlat.profiling.items import Item
 
@@ -95,7 +96,7 @@ def space_items(space_name: str, samples: int, runtime: str, seed: int = 0,
         digest = hashlib.sha256(f"{space_name}:{space.key(arch)}".encode()).hexdigest()[:16]
         path = cache_dir(f"spaces/{space_name}", fmt) / f"{space_name}-{digest}.{SUFFIX[fmt]}"
         if not path.exists():
-            export_module(space.build(arch), space.input_shape(arch), fmt, path)
+            export_seeded(partial(space.build, arch), space.input_shape(arch), fmt, path, path.name)
         out.append(Item(table="models", name=path.name, file=path, space=space_name, arch=arch))
         if tick:
             tick(len(out), samples)
@@ -145,7 +146,7 @@ def zoo_items(runtime: str, names: list[str] | None = None, tick: Tick | None = 
     for i, name in enumerate(names):
         path = cache_dir("zoo", fmt) / f"{name}.{SUFFIX[fmt]}"
         if not path.exists():
-            module, shape = zoo.get(name)
+            module, shape = zoo.get(name)  # seeded: the same weights, so the same file, every time
             export_module(module, shape, fmt, path)
         out.append(Item(table="models", name=name, file=path, space="zoo", arch=name))
         if tick:
