@@ -43,10 +43,11 @@ def quickstart_command(
     from hwlat import zoo
     from hwlat.cli.predict_cmd import _metric_table, summary_rows, training_progress
     from hwlat.cli.progress import profiling_progress, simple_progress
-    from hwlat.devices import get_device
+    from hwlat.devices import Device, get_device
     from hwlat.predictors.training import is_holdout, train
-    from hwlat.profiling import profile
+    from hwlat.profiling import Item, profile
     from hwlat.profiling.passes import profile_passes
+    from hwlat.profiling.runner import RunSummary
     from hwlat.profiling.sources import kernel_items, space_items, space_kernel_items, zoo_items
     from hwlat.store import ProfileStore
 
@@ -92,7 +93,7 @@ def quickstart_command(
     t = time.monotonic()
     store = ProfileStore(dev.name)
 
-    def run(d: Any, its: list, st: ProfileStore, force: bool) -> Any:
+    def run(d: Device, its: list[Item], st: ProfileStore, force: bool) -> RunSummary:
         if quiet:
             return profile(d, its, st, force=force, measure=measure)
         with profiling_progress(d.name) as cb:
@@ -106,12 +107,11 @@ def quickstart_command(
     if error:
         raise HwlatError(error)
     if not quiet:
+        failed = dict(f for r in runs for f in r.failed)  # an item failing in each pass counts once
         console.print(f"[bold]{dev.name}[/]: measured {sum(r.measured for r in runs)} in {len(runs)} pass(es), "
-                      f"already stored {summary.skipped}, failed {sum(len(r.failed) for r in runs)} of "
-                      f"{summary.planned}")
-        for r in runs:
-            for n, why in r.failed[:5]:
-                err_console.print(f"  [red]failed[/] {n}: {why}")
+                      f"already stored {summary.skipped}, failed {len(failed)} of {summary.planned}")
+        for n, why in list(failed.items())[:5]:
+            err_console.print(f"  [red]failed[/] {n}: {why}")
 
     # 3. train + evaluate
     results = []
