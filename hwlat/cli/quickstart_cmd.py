@@ -49,7 +49,7 @@ def quickstart_command(
     from hwlat.profiling.passes import profile_passes
     from hwlat.profiling.runner import RunSummary
     from hwlat.profiling.sources import kernel_items, space_items, space_kernel_items, zoo_items
-    from hwlat.store import ProfileStore
+    from hwlat.store import ProfileStore, with_floor
 
     t0 = time.monotonic()
     dev = get_device(device)
@@ -129,10 +129,7 @@ def quickstart_command(
     # 4. a zoo model: prediction next to its measurement
     shown: list[dict[str, Any]] = []
     if names:
-        from hwlat.store.profile_store import with_floor
-
-        models = store.models()
-        models = with_floor(models, store.models(latest=False))
+        models = with_floor(store.models(), store.models(latest=False))
         for z in names:
             rows = models[(models["space"] == "zoo") & (models["name"] == z)]
             if not len(rows):
