@@ -257,3 +257,25 @@ def test_residual_predictor_exact_per_arch_or_additive_tables(pred: Any) -> None
     X = np.array([a["ks"] + a["e"] + a["d"] + [int(np.atleast_1d(a["r"])[0])] for a in archs[:5]])
     np.testing.assert_allclose(exact.batch(X), exact.batch(archs[:5]), rtol=1e-12)
     np.testing.assert_allclose(fast.batch(X), fast.batch(archs[:5]), rtol=1e-12)
+
+
+def test_measuring_archs_uses_the_profiled_subnet_files(hwlat_home: Path, tmp_path: Path) -> None:
+    """``measure_archs`` measures the very files profiling stores for those subnets (same name and
+    bytes, so the same store item), in its own store: the device's profile gets no rows."""
+    from hwlat.oracle.measure import measure_archs
+    from hwlat.profiling.sources import space_items
+    from hwlat.store import ProfileStore
+
+    sp = get_space("nb201")
+    items = space_items("nb201", 2, "onnxruntime", seed=5)
+    archs = [it.arch for it in items]
+    ms = measure_archs("local", sp, archs, root=tmp_path / "check", target="floor_ms", passes=2,
+                       measure={"max_time_s": 0.2})
+    assert ms.shape == (2,) and np.isfinite(ms).all() and (ms > 0).all()
+    checked = ProfileStore("local", root=tmp_path / "check" / "profiles").models(latest=False)
+    assert sorted(checked["name"]) == sorted([it.name for it in items] * 2)
+    for it in items:
+        assert (tmp_path / "check" / "models" / it.name).read_bytes() == it.file.read_bytes()
+        rows = checked[checked["name"] == it.name]
+        assert float(rows["min_ms"].min()) == pytest.approx(float(ms[archs.index(it.arch)]))
+    assert not len(ProfileStore("local").models(latest=False))

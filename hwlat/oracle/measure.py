@@ -3,10 +3,8 @@ for example searches (no accuracy predictor ships with hwlat)."""
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +37,9 @@ def measure_archs(device_name: str, space: Any, archs: Sequence[Any], *, root: s
     the device's training profile.
     """
     from hwlat.devices import get_device
-    from hwlat.export.formats import export_seeded, format_for
+    from hwlat.export.formats import format_for
     from hwlat.profiling.items import Item
+    from hwlat.profiling.sources import subnet_file
     from hwlat.store import ProfileStore
 
     dev = get_device(device_name)
@@ -49,10 +48,7 @@ def measure_archs(device_name: str, space: Any, archs: Sequence[Any], *, root: s
     items = []
     for a in archs:
         canon = space.canonical(a)
-        digest = hashlib.sha256(f"{space.name}:{space.key(canon)}".encode()).hexdigest()[:16]
-        path = base / "models" / f"{space.name}-{digest}.{fmt}"
-        if not path.exists():
-            export_seeded(partial(space.build, canon), space.input_shape(canon), fmt, path, path.name)
+        path = subnet_file(space, canon, fmt, base / "models")
         items.append(Item(table="models", name=path.name, file=path, space=space.name, arch=canon))
     store = ProfileStore(dev.name, root=base / "profiles")
     from hwlat.profiling.passes import profile_passes

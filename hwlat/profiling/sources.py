@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -84,6 +84,17 @@ def _sample_archs(space: object, samples: int, seed: int) -> list:
     return archs
 
 
+def subnet_file(space: Any, arch: object, fmt: str, folder: Path) -> Path:
+    """The subnet ``arch`` of ``space`` exported as ``fmt`` in ``folder`` (once: the name is the
+    arch's digest and the weights are seeded by it, so a subnet is the same file, and the same store
+    item, wherever it is exported)."""
+    digest = hashlib.sha256(f"{space.name}:{space.key(arch)}".encode()).hexdigest()[:16]
+    path = folder / f"{space.name}-{digest}.{SUFFIX[fmt]}"
+    if not path.exists():
+        export_seeded(partial(space.build, arch), space.input_shape(arch), fmt, path, path.name)
+    return path
+
+
 def space_items(space_name: str, samples: int, runtime: str, seed: int = 0,
                 tick: Tick | None = None) -> list[Item]:
     """Items for ``samples`` distinct random subnets of a search space (exported once, cached)."""
@@ -93,10 +104,7 @@ def space_items(space_name: str, samples: int, runtime: str, seed: int = 0,
     fmt = format_for(runtime)
     out = []
     for arch in _sample_archs(space, samples, seed):
-        digest = hashlib.sha256(f"{space_name}:{space.key(arch)}".encode()).hexdigest()[:16]
-        path = cache_dir(f"spaces/{space_name}", fmt) / f"{space_name}-{digest}.{SUFFIX[fmt]}"
-        if not path.exists():
-            export_seeded(partial(space.build, arch), space.input_shape(arch), fmt, path, path.name)
+        path = subnet_file(space, arch, fmt, cache_dir(f"spaces/{space_name}", fmt))
         out.append(Item(table="models", name=path.name, file=path, space=space_name, arch=arch))
         if tick:
             tick(len(out), samples)
