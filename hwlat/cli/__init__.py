@@ -21,8 +21,17 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(devices_cmd.app, name="devices")
-app.command("measure")(measure_command)
-app.command("profile")(profile_command)
+
+
+def _add(name: str, fn: object) -> None:
+    """Register a command; its listing line is the docstring's first paragraph on one line (rich
+    would keep the source's line breaks there)."""
+    first = (getattr(fn, "__doc__", None) or "").strip().split("\n\n")[0]
+    app.command(name, short_help=" ".join(first.split()) or None)(fn)
+
+
+_add("measure", measure_command)
+_add("profile", profile_command)
 
 
 def _register_optional() -> None:
@@ -40,7 +49,7 @@ def _register_optional() -> None:
             fn = getattr(importlib.import_module(mod), attr)
         except (ImportError, AttributeError):
             continue
-        app.command(name)(fn)
+        _add(name, fn)
 
 
 _register_optional()
