@@ -140,3 +140,19 @@ def test_schema_roundtrip_types(hwlat_home: Path) -> None:
     assert df.loc[0, "cfg_h"] == 8 and df.loc[0, "kernel_type"] == "conv2d"
     assert pa.types.is_floating(pq.read_schema(next((hwlat_home / "local" / "kernels").glob("*.parquet")))
                                 .field("median_ms").type)
+
+
+def test_missing_predictor_tells_a_typo_from_an_untrained_device(seeded_store: Path) -> None:
+    """No predictor: for a device with a profile the fix is `hwlat train`; for a name no inventory
+    and no profile knows (a typo), the fix is the right name, so the known devices are listed."""
+    from hwlat.errors import PredictorError
+    from hwlat.predictors.predictor import Predictor
+
+    _one_line_error(hwlat("predict", "resnet18", "--device", "local"), "no trained predictor", "hwlat train local")
+    line = _one_line_error(hwlat("eval", "locl"), "'locl'", "no device of that name", "local-2t")
+    assert "hwlat train" not in line
+    _one_line_error(hwlat("predict", "resnet18", "--device", "locl", "--kind", "mlp"), "no device of that name")
+    with pytest.raises(PredictorError, match="no device of that name"):
+        Predictor.load("locl")
+    with pytest.raises(PredictorError, match="hwlat train local"):
+        Predictor.load("local")

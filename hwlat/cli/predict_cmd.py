@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from hwlat.cli.common import console, err_console, fmt_ms, print_json
-from hwlat.errors import ConfigError, ModelFileError, PredictorError
+from hwlat.errors import ConfigError, ModelFileError
 
 KIND_ORDER = ("gbdt", "mlp", "transfer")
 
@@ -38,12 +38,12 @@ def resolve_kind(device: str, kind: str) -> str:
     """``auto`` → the first trained kind of gbdt, mlp, transfer for ``device``."""
     if kind != "auto":
         return kind
-    from hwlat.predictors.predictor import MANIFEST, predictor_dir
+    from hwlat.predictors.predictor import MANIFEST, no_predictor, predictor_dir
 
     for k in KIND_ORDER:
         if (predictor_dir(device, k) / MANIFEST).is_file():
             return k
-    raise PredictorError(f"no trained predictor for device {device!r}; train one with `hwlat train {device}`")
+    raise no_predictor(device, predictor_dir(device, KIND_ORDER[0]).parent)
 
 
 def _metric_table(title: str, rows: list[tuple[str, Optional[dict]]]) -> Table:

@@ -292,12 +292,28 @@ def _unsupported_names(unsupported: Sequence[Mapping[str, Any]]) -> list[str]:
             for u in unsupported]
 
 
+def no_predictor(device: str, d: Path) -> PredictorError:
+    """The error for a missing predictor at ``d`` (``<profiles>/<device>/predictors[/<kind>]``): a
+    device name nothing knows (most often a typo) is told apart from a device not trained yet."""
+    from hwlat.devices import load_devices
+    from hwlat.errors import ConfigError
+
+    try:
+        known = sorted(load_devices())
+    except ConfigError:  # a broken devices.toml is reported by the command that needs it
+        known = []
+    profile = next((p.parent for p in (d, *d.parents) if p.name == "predictors"), d)
+    if known and device not in known and not profile.is_dir():
+        return PredictorError(f"no trained predictor for device {device!r}, and no device of that name: "
+                              f"known devices: {', '.join(known)} (`hwlat devices list`)")
+    return PredictorError(f"no trained predictor for device {device!r} at {d}; train one with `hwlat train {device}`")
+
+
 def read_manifest(d: Path, device: str) -> dict[str, Any]:
     """``predictor.json`` of a predictor directory, checked for schema version and device."""
     p = d / MANIFEST
     if not p.is_file():
-        raise PredictorError(f"no trained predictor for device {device!r} at {d}; "
-                             f"train one with `hwlat train {device}`")
+        raise no_predictor(device, d)
     try:
         manifest = json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
