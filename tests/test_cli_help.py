@@ -51,3 +51,19 @@ def test_listing_gives_each_summary_on_one_line() -> None:
         summary = " ".join((cmd.short_help or cmd.help or "").split("\n\n")[0].split())
         line = next((ln for ln in r.output.splitlines() if f" {name} " in ln), "")
         assert summary in line, f"{name}: {line!r}"
+
+
+def test_accuracy_table_fits_80_columns_without_cutting_cells() -> None:
+    from rich.console import Console
+
+    from hwlat.cli.predict_cmd import _metric_table
+
+    r = {"n": 3492, "acc5": 0.858, "acc10": 1.0, "rmse": 12.345, "mape": 0.1234, "spearman": 0.998, "kendall": 0.951,
+         "interval_coverage": 0.949}
+    rows = [("kernels", r), ("models Σkernels", r), ("subnets (subnet model)", r), ("models (predict)", None)]
+    con = Console(width=80, record=True, color_system=None)
+    con.print(_metric_table("local gbdt: held-out accuracy", rows))
+    out = con.export_text()
+    assert "…" not in out and max(len(ln.rstrip()) for ln in out.splitlines()) <= 80
+    for cell in ("3492", "85.8 %", "100.0 %", "12.35", "12.3 %", "0.998", "0.951", "94.9 %", "kernels"):
+        assert cell in out, out

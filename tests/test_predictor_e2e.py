@@ -194,7 +194,8 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_cli_predict_json_and_plot(trained: dict, profile_root: Path, tmp_path: Path) -> None:
+def test_cli_predict_json_and_plot(trained: dict, profile_root: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     png = tmp_path / "bd.png"
     r = _cli(profile_root, "predict", str(_zoo_file(profile_root)), "--device", "local", "--kind", "gbdt",
              "--json", "--plot", str(png))
@@ -203,6 +204,15 @@ def test_cli_predict_json_and_plot(trained: dict, profile_root: Path, tmp_path: 
     assert {"latency_ms", "low_ms", "high_ms", "kernels", "out_of_range", "method", "device"} <= set(d)
     assert d["low_ms"] <= d["latency_ms"] <= d["high_ms"] and d["kernels"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the table lists every kernel with its whole config (at 250 columns, one line each); a long model's,
+    # its 25 slowest
+    monkeypatch.setenv("COLUMNS", "250")
+    table = _cli(profile_root, "predict", str(_zoo_file(profile_root)), "--device", "local", "--kind", "gbdt").stdout
+    for i, k in enumerate(d["kernels"]):
+        assert f"│ {i:<3d}│ {k['type']}" in table and " ".join(f"{a}={b}" for a, b in k["config"].items()) in table
+    long = _cli(profile_root, "predict", "efficientnet_b0", "--device", "local", "--kind", "gbdt").stdout
+    assert "the 25 slowest of 67 kernels" in long and sum(ln.startswith("│ ") and ln[2:4].strip().isdigit()
+                                                          for ln in long.splitlines()) == 25
     r = _cli(profile_root, "predict", "nosuchfile.onnx", "--device", "local")
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "not found" in r.stderr
     r = _cli(profile_root, "predict", str(_zoo_file(profile_root)), "--device", "local-2t")

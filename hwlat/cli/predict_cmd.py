@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from hwlat.cli.common import console, err_console, fmt_ms, print_json
 from hwlat.errors import ConfigError, ModelFileError
 
 KIND_ORDER = ("gbdt", "mlp", "transfer")
+MAX_TABLE_KERNELS = 60  # beyond this, `hwlat predict` lists only the TOP_KERNELS slowest
+TOP_KERNELS = 25
 
 
 @contextmanager
@@ -47,8 +50,12 @@ def resolve_kind(device: str, kind: str) -> str:
 
 
 def _metric_table(title: str, rows: list[tuple[str, Optional[dict]]]) -> Table:
-    t = Table("held-out", "n", "±5%", "±10%", "RMSE ms", "MAPE", "Spearman", "Kendall", "in 90% int.",
-              title=title)
+    # no vertical rules and folding labels: the table fits an 80-column terminal without cutting cells
+    t = Table(box=box.SIMPLE_HEAD, title=title, pad_edge=False, collapse_padding=True, caption="in int.: share measured inside the 90 % "
+              "interval" if any(r and r.get("interval_coverage") is not None for _, r in rows) else None)
+    t.add_column("held-out", min_width=9)
+    for h in ("n", "±5%", "±10%", "RMSE ms", "MAPE", "Spearman", "Kendall", "in int."):
+        t.add_column(h, justify="right", no_wrap=True)
 
     def f(v: Any, pct: bool = False) -> str:
         if v is None:
@@ -192,12 +199,17 @@ def predict_command(
             d["plot"] = str(plot)
         print_json(d)
         return
-    t = Table("#", "kernel", "config", "ms", "90 % interval", "model")
-    for i, k in enumerate(p.kernels):
+    # a long model's table would scroll its answer away: show its slowest kernels, in model order
+    shown = sorted(sorted(range(len(p.kernels)), key=lambda i: -p.kernels[i]["ms"])[:TOP_KERNELS]) \
+        if len(p.kernels) > MAX_TABLE_KERNELS else range(len(p.kernels))
+    t = Table("#", "kernel", "config", "ms", "90 % interval", "model", caption=None if len(shown) == len(p.kernels)
+              else f"the {len(shown)} slowest of {len(p.kernels)} kernels; all of them: --json or --plot FILE")
+    for i in shown:
+        k = p.kernels[i]
         cfg = " ".join(f"{a}={b}" for a, b in k["config"].items())
-        t.add_row(str(i), k["type"], cfg[:60], fmt_ms(k["ms"]), f"{fmt_ms(k['low'])}–{fmt_ms(k['high'])}",
+        t.add_row(str(i), k["type"], cfg, fmt_ms(k["ms"]), f"{fmt_ms(k['low'])}–{fmt_ms(k['high'])}",
                   "pooled" if k["model"] == "_pooled" else "own")
-    if len(p.kernels) <= 60:
+    if p.kernels:
         console.print(t)
     console.print(f"[bold]{model}[/] on [bold]{device}[/] ({pred.kind}, {p.method}): "
                   f"[bold]{fmt_ms(p.latency_ms)} ms[/] (90 % interval {fmt_ms(p.low_ms)}–{fmt_ms(p.high_ms)} ms; "
