@@ -134,3 +134,29 @@ def test_kill_agent_ssh_then_resume(hwlat_home: Path, tmp_path: Path, sshd) -> N
     _kill_midway_then_resume(hwlat_home, tmp_path, name, work)
     assert not Path("pwned").exists() and not (work / "pwned").exists()
     assert list(work.iterdir()) == []  # run directories removed
+
+
+def test_profile_model_kernels(hwlat_home: Path, tmp_path: Path) -> None:
+    """--model-kernels measures each distinct kernel of the folder's models alone: the store's new kernel
+    rows are exactly `hwlat kernels` of the model, and a second run measures nothing."""
+    from hwlat import zoo
+    from hwlat.export.formats import export_module
+    from hwlat.predictors.features import kernels_from_rows
+
+    folder = tmp_path / "models"
+    export_module(*zoo.get("mobilenet_v3_small"), "onnx", folder / "mnv3s.onnx")
+    r = hwlat("profile", "local", "--model-kernels", "--suite", "quick")
+    assert r.returncode != 0 and "--model-kernels needs --models DIR or --zoo" in r.stderr
+    r = hwlat("profile", "local", "--models", str(folder), "--model-kernels", "--max-time", "0.05", "--json",
+              check=True)
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    want = {json.dumps(k, sort_keys=True) for k in
+            ({"type": k["type"], "config": k["config"]}
+             for k in json.loads(hwlat("kernels", str(folder / "mnv3s.onnx"), "--json", check=True).stdout)["kernels"])}
+    st = ProfileStore("local")
+    got = {k.key() for k in kernels_from_rows(list(st.kernels()["kernel_type"]), list(st.kernels()["config"]))}
+    assert got == {json.dumps(json.loads(w), sort_keys=True, separators=(",", ":")) for w in want}
+    assert list(st.models()["name"]) == ["mnv3s.onnx"]
+    assert summary["measured"] == len(want) + 1 and not summary["failed"]
+    again = hwlat("profile", "local", "--models", str(folder), "--model-kernels", "--json", check=True).stdout
+    assert json.loads(again[again.index("{"):])["measured"] == 0

@@ -71,12 +71,19 @@ def measure_command(
 
 
 def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space: Optional[str], samples: int,
-               zoo: bool, seed: int, types: Optional[list[str]] = None, space_kernels: bool = False
-               ) -> list[Item]:
+               zoo: bool, seed: int, types: Optional[list[str]] = None, space_kernels: bool = False,
+               model_kernels: bool = False) -> list[Item]:
     from hwlat.profiling.items import items_from_dir
-    from hwlat.profiling.sources import kernel_items, space_items, space_kernel_items, zoo_items
+    from hwlat.profiling.sources import (
+        kernel_items,
+        model_kernel_items,
+        space_items,
+        space_kernel_items,
+        zoo_items,
+    )
 
     items: list[Item] = []
+    whole: list[Item] = []  # the whole models of --models and --zoo, for --model-kernels
     if models:
         if not models.is_dir():
             raise ConfigError(f"--models {models} is not a folder")
@@ -86,6 +93,7 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
         for it in found:
             check_format(it.file, dev.runtime, dev.name)
         items += found
+        whole += found
     if suite:
         if suite not in ("quick", "standard", "full"):
             raise ConfigError(f"--suite {suite!r}: use quick, standard or full")
@@ -99,7 +107,15 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
                 items += space_kernel_items(space, samples, dev.runtime, seed=seed, tick=tick)
     if zoo:
         with simple_progress("exporting zoo models") as tick:
-            items += zoo_items(dev.runtime, tick=tick)
+            found = zoo_items(dev.runtime, tick=tick)
+        items += found
+        whole += found
+    if model_kernels:
+        with simple_progress(f"exporting the kernels of {len(whole)} model{'' if len(whole) == 1 else 's'}") as tick:
+            found, skipped = model_kernel_items(whole, dev.runtime, tick=tick)
+        for model, reason in skipped:
+            err_console.print(f"  [yellow]warning[/]: --model-kernels: {model}: {reason}")
+        items += found
     return items
 
 
@@ -169,6 +185,9 @@ def profile_command(
                                        help="With --space: also measure each distinct kernel of those subnets "
                                             "alone, so the kernel predictor learns the space's own kernels."),
     zoo: bool = typer.Option(False, "--zoo", help="Also measure the model zoo."),
+    model_kernels: bool = typer.Option(False, "--model-kernels",
+                                       help="With --models and/or --zoo: also measure each distinct kernel of "
+                                            "those models alone, so the kernel predictor learns their kernels."),
     all_devices: bool = typer.Option(False, "--all", help="Profile every device in devices.toml in parallel."),
     seed: int = typer.Option(0, help="Sampling seed."),
     force: bool = typer.Option(False, "--force", help="Measure again what is already stored."),
@@ -208,6 +227,8 @@ def profile_command(
     measure = {"max_time_s": max_time}
     if space_kernels and not space:
         raise ConfigError("--space-kernels needs --space NAME (the subnets whose kernels to measure)")
+    if model_kernels and not (models or zoo):
+        raise ConfigError("--model-kernels needs --models DIR or --zoo (the models whose kernels to measure)")
     if all_devices and adaptive:
         raise ConfigError("--adaptive runs on one device at a time; give a device name instead of --all")
     if all_devices:
@@ -218,7 +239,8 @@ def profile_command(
 
         def one(dev: Device) -> dict:
             try:
-                items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types, space_kernels)
+                items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types, space_kernels,
+                                   model_kernels)
                 return profile(dev, items, force=force, measure=measure).to_dict()
             except HwlatError as e:  # one device failing must not stop the others
                 return {"device": dev.name, "error": str(e), "measured": 0, "failed": []}
@@ -243,7 +265,8 @@ def profile_command(
     out: dict = {"device": dev.name}
     failed = False
     if models or suite or space or zoo:
-        items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types, space_kernels)
+        items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types, space_kernels,
+                           model_kernels)
         if passes > 1 or confirm is not None:
             from hwlat.profiling.passes import profile_passes
 

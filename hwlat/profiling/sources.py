@@ -144,6 +144,36 @@ def space_kernel_items(space_name: str, samples: int, runtime: str, seed: int = 
     return items_for_kernels(subnet_kernels(space_name, archs, runtime), runtime, tick=tick)
 
 
+def model_kernel_items(models: Sequence[Item], runtime: str, tick: Tick | None = None
+                       ) -> tuple[list[Item], list[tuple[str, str]]]:
+    """Items for the distinct kernels of whole ``models`` (ONNX files, zoo models), each measured
+    alone as ``runtime`` fuses them, so the kernel predictor learns the networks a user cares about;
+    and ``(model, reason)`` for each model that could not be decomposed (its own measurement stands)."""
+    from hwlat import zoo
+    from hwlat.decompose import kernels_of, runtimes
+    from hwlat.errors import HwlatError
+
+    rt = runtime if runtime in runtimes() else "onnxruntime"
+    seen: dict[str, Kernel] = {}
+    skipped: list[tuple[str, str]] = []
+    for it in models:
+        try:
+            if it.file.suffix.lower() == ".onnx":
+                dec = kernels_of(it.file, runtime=rt)
+            elif it.space == "zoo":
+                dec = kernels_of(*zoo.get(str(it.arch)), runtime=rt)
+            else:
+                skipped.append((it.name, f"a {it.file.suffix} file cannot be decomposed into kernels; "
+                                         "put its ONNX export in the folder instead"))
+                continue
+        except HwlatError as e:
+            skipped.append((it.name, str(e)))
+            continue
+        for k in dec.kernels:
+            seen.setdefault(k.key(), k)
+    return items_for_kernels(list(seen.values()), runtime, tick=tick), skipped
+
+
 def zoo_items(runtime: str, names: list[str] | None = None, tick: Tick | None = None) -> list[Item]:
     """Items for the model zoo (classic networks written in code)."""
     from hwlat import zoo
