@@ -219,8 +219,8 @@ def predict_command(
     if p.out_of_range:
         err_console.print(f"  [yellow]warning[/]: outside the training range: {', '.join(p.out_of_range[:12])}"
                           + (f" … (+{len(p.out_of_range) - 12})" if len(p.out_of_range) > 12 else "")
-                          + f"; those kernels are extrapolated (profile more, e.g. `hwlat profile {device} "
-                            "--suite standard` or this model's kernels, and retrain)")
+                          + f"; those kernels are extrapolated: measure them with `hwlat profile {device} "
+                            "--models DIR --model-kernels` (this model in DIR) and retrain")
     if p.unsupported:
         err_console.print(f"  [yellow]warning[/]: operators with no kernel (not in the estimate): "
                           f"{', '.join(p.unsupported)}")
