@@ -50,9 +50,10 @@ def resolve_kind(device: str, kind: str) -> str:
 
 
 def _metric_table(title: str, rows: list[tuple[str, Optional[dict]]]) -> Table:
-    # no vertical rules and folding labels: the table fits an 80-column terminal without cutting cells
-    t = Table(box=box.SIMPLE_HEAD, title=title, pad_edge=False, collapse_padding=True, caption="in int.: share measured inside the 90 % "
-              "interval" if any(r and r.get("interval_coverage") is not None for _, r in rows) else None)
+    # no vertical rules, collapsed padding: the table fits an 80-column terminal without cutting cells
+    caption = ("in int.: share measured inside the 90 % interval"
+               if any(r and r.get("interval_coverage") is not None for _, r in rows) else None)
+    t = Table(box=box.SIMPLE_HEAD, title=title, caption=caption, pad_edge=False, collapse_padding=True)
     t.add_column("held-out", min_width=9)
     for h in ("n", "±5%", "±10%", "RMSE ms", "MAPE", "Spearman", "Kendall", "in int."):
         t.add_column(h, justify="right", no_wrap=True)
@@ -200,10 +201,12 @@ def predict_command(
         print_json(d)
         return
     # a long model's table would scroll its answer away: show its slowest kernels, in model order
-    shown = sorted(sorted(range(len(p.kernels)), key=lambda i: -p.kernels[i]["ms"])[:TOP_KERNELS]) \
-        if len(p.kernels) > MAX_TABLE_KERNELS else range(len(p.kernels))
-    t = Table("#", "kernel", "config", "ms", "90 % interval", "model", caption=None if len(shown) == len(p.kernels)
-              else f"the {len(shown)} slowest of {len(p.kernels)} kernels; all of them: --json or --plot FILE")
+    shown = list(range(len(p.kernels)))
+    caption = None
+    if len(shown) > MAX_TABLE_KERNELS:
+        shown = sorted(sorted(shown, key=lambda i: -p.kernels[i]["ms"])[:TOP_KERNELS])
+        caption = f"the {len(shown)} slowest of {len(p.kernels)} kernels; all of them: --json or --plot FILE"
+    t = Table("#", "kernel", "config", "ms", "90 % interval", "model", caption=caption)
     for i in shown:
         k = p.kernels[i]
         cfg = " ".join(f"{a}={b}" for a, b in k["config"].items())

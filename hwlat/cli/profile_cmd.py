@@ -111,7 +111,8 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
         items += found
         whole += found
     if model_kernels:
-        with simple_progress(f"exporting the kernels of {len(whole)} model{'' if len(whole) == 1 else 's'}") as tick:
+        what = f"{len(whole)} model{'' if len(whole) == 1 else 's'}"
+        with simple_progress(f"exporting the kernels of {what}") as tick:
             found, skipped = model_kernel_items(whole, dev.runtime, tick=tick)
         for model, reason in skipped:
             err_console.print(f"  [yellow]warning[/]: --model-kernels: {model}: {reason}")
