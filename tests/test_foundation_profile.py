@@ -160,3 +160,22 @@ def test_profile_model_kernels(hwlat_home: Path, tmp_path: Path) -> None:
     assert summary["measured"] == len(want) + 1 and not summary["failed"]
     again = hwlat("profile", "local", "--models", str(folder), "--model-kernels", "--json", check=True).stdout
     assert json.loads(again[again.index("{"):])["measured"] == 0
+
+
+def test_model_kernels_of_non_onnx_files_come_from_their_onnx_export(hwlat_home: Path, tmp_path: Path) -> None:
+    """A .tflite (or .pt2) model is decomposed from the ONNX export beside it; one without is reported,
+    with what to do, and the rest still gets its kernels."""
+    from conftest import conv_model
+
+    from hwlat.decompose import kernels_of
+    from hwlat.profiling.items import Item
+    from hwlat.profiling.sources import model_kernel_items
+
+    conv_model(tmp_path / "a.onnx", 8, 16)
+    (tmp_path / "a.tflite").write_bytes(b"not read: its kernels come from a.onnx")
+    (tmp_path / "b.tflite").write_bytes(b"no ONNX export beside it")
+    items = [Item(table="models", name=n, file=tmp_path / n) for n in ("a.tflite", "b.tflite")]
+    found, skipped = model_kernel_items(items, "onnxruntime")
+    want = kernels_of(tmp_path / "a.onnx").kernels
+    assert [(it.kernel_type, it.config) for it in found] == [(k.type, dict(k.config)) for k in want]
+    assert [m for m, _ in skipped] == ["b.tflite"] and "b.onnx" in skipped[0][1]

@@ -157,14 +157,16 @@ def model_kernel_items(models: Sequence[Item], runtime: str, tick: Tick | None =
     seen: dict[str, Kernel] = {}
     skipped: list[tuple[str, str]] = []
     for it in models:
+        # decomposition reads ONNX: a .tflite/.pt2 model is decomposed from its ONNX export beside it
+        onnx_file = it.file if it.file.suffix.lower() == ".onnx" else it.file.with_suffix(".onnx")
         try:
-            if it.file.suffix.lower() == ".onnx":
-                dec = kernels_of(it.file, runtime=rt)
+            if onnx_file.is_file():
+                dec = kernels_of(onnx_file, runtime=rt)
             elif it.space == "zoo":
                 dec = kernels_of(*zoo.get(str(it.arch)), runtime=rt)
             else:
-                skipped.append((it.name, f"a {it.file.suffix} file cannot be decomposed into kernels; "
-                                         "put its ONNX export in the folder instead"))
+                skipped.append((it.name, f"its kernels are read from ONNX: put its ONNX export {onnx_file.name} "
+                                         "beside it"))
                 continue
         except HwlatError as e:
             skipped.append((it.name, str(e)))
