@@ -148,6 +148,10 @@ def main() -> None:
     ap.add_argument("--fast", action="store_true", help="smaller hyper-parameter search")
     ap.add_argument("--profile-only", action="store_true",
                     help="measure what is missing (e.g. one more pass) and stop before training")
+    ap.add_argument("--zoo-kernels", action="store_true",
+                    help="also measure the zoo models' kernels alone (what `hwlat profile --zoo --model-kernels` "
+                         "does) and train each kind a second time on them: zoo accuracy without and with its "
+                         "own kernels (the zoo's whole models stay untrained on)")
     ap.add_argument("--out", type=Path, default=Path("bench_results/bench_accuracy.json"))
     args = ap.parse_args()
 
@@ -155,9 +159,15 @@ def main() -> None:
     from hwlat.cli.progress import simple_progress
     from hwlat.devices import get_device
     from hwlat.kernels import get as get_kernel
-    from hwlat.predictors.training import kernel_hash, model_data, train, transfer_data
+    from hwlat.predictors.training import kernel_hash, model_data, read_train_keys, train, transfer_data
     from hwlat.predictors.transfer import transfer_curve
-    from hwlat.profiling.sources import kernel_items, space_items, space_kernel_items, zoo_items
+    from hwlat.profiling.sources import (
+        kernel_items,
+        model_kernel_items,
+        space_items,
+        space_kernel_items,
+        zoo_items,
+    )
     from hwlat.store import ProfileStore
 
     console = Console()
@@ -187,9 +197,13 @@ def main() -> None:
         test_items += [it for it in te if it.sha256 not in have]
     with simple_progress("exporting zoo models") as tick:
         zitems = zoo_items(dev.runtime, zoo.names(), tick=tick)
+    zkitems = []
+    if args.zoo_kernels:
+        with simple_progress("exporting the zoo models' kernels") as tick:
+            zkitems = model_kernel_items(zitems, dev.runtime, tick=tick)[0]
     confirm = args.confirm or None
-    summary = _profile(dev, kitems + train_items + test_items + zitems, args.max_time, console, args.passes,
-                       confirm, args.max_passes)
+    summary = _profile(dev, kitems + train_items + test_items + zitems + zkitems, args.max_time, console,
+                       args.passes, confirm, args.max_passes)
     fp = summary.fingerprint or {}
     rv, opts = str(fp.get("runtime_version", "")), dev.runtime_options()
     test_keys = {it.key(dev.runtime, rv, opts) for it in test_items + zitems}
@@ -218,7 +232,18 @@ def main() -> None:
                   "Σkernels ±10%", "zoo ±10%", "subnets ±10%", "90% interval cover kernels/models", "train s",
                   title=f"{dev.name}: held-out accuracy ({args.suite} suite, seeds {args.suite_seeds}, {len(te_idx)} test models)")
     preds = {}
+    zoo_hashes = {item_hash(it) for it in zkitems}
     for kind in [k for k in args.kinds.split(",") if k]:
+        if zoo_hashes:  # first, so the predictor left saved is the standard one
+            res = train(dev.name, kind, fast=args.fast, target=args.target, exclude_models=test_keys,
+                        exclude_kernels=excl_k - zoo_hashes)
+            zm = res.predictor.predict_models(test.spaces, test.archs, test.kernels)[0]
+            own = groups == "zoo"
+            results.setdefault("zoo_with_own_kernels", {})[kind] = {
+                "zoo": _metrics(test.y[own], zm[own]), "n_zoo_kernels": len(zoo_hashes),
+                "n_zoo_kernels_trained": len(zoo_hashes & read_train_keys(res.predictor.directory)["kernels"]),
+                "per_model": {n: {"measured_ms": float(y), "predicted_ms": float(p)}
+                              for n, y, p, g in zip(test.names, test.y, zm, groups, strict=True) if g == "zoo"}}
         t = time.monotonic()
         res = train(dev.name, kind, fast=args.fast, target=args.target, exclude_models=test_keys,
                     exclude_kernels=excl_k)
@@ -258,6 +283,15 @@ def main() -> None:
                 gt.add_row(kind, g, str(d["n"]), f"{100 * d['acc10']:.1f} %", f"{d['rmse']:.3f}",
                            "-" if d["spearman"] != d["spearman"] else f"{d['spearman']:.3f}")
     console.print(gt)
+    if results.get("zoo_with_own_kernels"):
+        zt = Table("kind", "zoo ±10% (kernels excluded)", "zoo ±10% (own kernels trained)", "MAPE excluded → trained",
+                   "zoo kernels trained", title="zoo models with their own kernels measured (--zoo-kernels)")
+        for kind, z in results["zoo_with_own_kernels"].items():
+            std = results["kinds"][kind]["zoo"]
+            zt.add_row(kind, f"{100 * std['acc10']:.1f} %", f"{100 * z['zoo']['acc10']:.1f} %",
+                       f"{100 * std['mape']:.1f} % → {100 * z['zoo']['mape']:.1f} %",
+                       f"{z['n_zoo_kernels_trained']} of {z['n_zoo_kernels']}")
+        console.print(zt)
 
     if args.transfer_device and preds:
         tdev = get_device(args.transfer_device)
