@@ -240,8 +240,8 @@ def profile_command(
 
         def one(dev: Device) -> dict:
             try:
-                items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types, space_kernels,
-                                   model_kernels)
+                items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types,
+                                   space_kernels=space_kernels, model_kernels=model_kernels)
                 return profile(dev, items, force=force, measure=measure).to_dict()
             except HwlatError as e:  # one device failing must not stop the others
                 return {"device": dev.name, "error": str(e), "measured": 0, "failed": []}
@@ -266,8 +266,8 @@ def profile_command(
     out: dict = {"device": dev.name}
     failed = False
     if models or suite or space or zoo:
-        items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types, space_kernels,
-                           model_kernels)
+        items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types,
+                           space_kernels=space_kernels, model_kernels=model_kernels)
         if passes > 1 or confirm is not None:
             from hwlat.profiling.passes import profile_passes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,13 +125,18 @@ def arch_kernels(space_name: str, arch: object, runtime: str) -> tuple[list[Kern
     return list(dec.kernels), list(dec.unsupported)
 
 
-def subnet_kernels(space_name: str, archs: Sequence[object], runtime: str) -> list[Kernel]:
-    """Distinct kernels of subnets of a space, in first-seen order, as ``runtime`` fuses them."""
+def _distinct(kernel_lists: Iterable[Sequence[Kernel]]) -> list[Kernel]:
+    """The distinct kernels of several kernel lists, in first-seen order."""
     seen: dict[str, Kernel] = {}
-    for arch in archs:
-        for k in arch_kernels(space_name, arch, runtime)[0]:
+    for ks in kernel_lists:
+        for k in ks:
             seen.setdefault(k.key(), k)
     return list(seen.values())
+
+
+def subnet_kernels(space_name: str, archs: Sequence[object], runtime: str) -> list[Kernel]:
+    """Distinct kernels of subnets of a space, in first-seen order, as ``runtime`` fuses them."""
+    return _distinct(arch_kernels(space_name, arch, runtime)[0] for arch in archs)
 
 
 def space_kernel_items(space_name: str, samples: int, runtime: str, seed: int = 0,
@@ -154,7 +159,7 @@ def model_kernel_items(models: Sequence[Item], runtime: str, tick: Tick | None =
     from hwlat.errors import HwlatError
 
     rt = runtime if runtime in runtimes() else "onnxruntime"
-    seen: dict[str, Kernel] = {}
+    lists: list[list[Kernel]] = []
     skipped: list[tuple[str, str]] = []
     for it in models:
         # decomposition reads ONNX: a .tflite/.pt2 model is decomposed from its ONNX export beside it
@@ -171,9 +176,8 @@ def model_kernel_items(models: Sequence[Item], runtime: str, tick: Tick | None =
         except HwlatError as e:
             skipped.append((it.name, str(e)))
             continue
-        for k in dec.kernels:
-            seen.setdefault(k.key(), k)
-    return items_for_kernels(list(seen.values()), runtime, tick=tick), skipped
+        lists.append(list(dec.kernels))
+    return items_for_kernels(_distinct(lists), runtime, tick=tick), skipped
 
 
 def zoo_items(runtime: str, names: list[str] | None = None, tick: Tick | None = None) -> list[Item]:
