@@ -80,3 +80,37 @@ def test_confirm_remeasures_only_items_whose_floor_is_not_confirmed(tmp_path: Pa
     assert [r.measured for r in runs] == [0] and dict(stored_counts(store)) == before
     # a floor seen once is never confirmed
     assert unconfirmed_floors(store, {"no-such-item"}, 10.0) == {"no-such-item"}
+
+
+def test_train_targets_the_floor_by_default_once_the_store_is_profiled_in_passes(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    from hwlat.errors import PredictorError
+    from hwlat.predictors.training import resolve_target
+
+    root = tmp_path / "profiles"
+    store = ProfileStore("local", root=root)
+    ks = [k for k in suite("quick") if k.type in ("add", "activation")][:8]
+    items = [Item(table="kernels", name=f"{k.type}:{i}", file=export_kernel(k, "onnx", tmp_path / "k"),
+                  kernel_type=k.type, config=dict(k.config)) for i, k in enumerate(ks)]
+    assert resolve_target(store) == "median_ms"  # empty store
+    profile_passes(get_device("local"), items, store, passes=1, measure=MEASURE)
+    assert resolve_target(store) == "median_ms"
+    profile_passes(get_device("local"), items[:3], store, passes=2, measure=MEASURE)
+    assert resolve_target(store) == "median_ms"  # 3 of 8 items in two passes: still mostly single
+    profile_passes(get_device("local"), items, store, passes=2, measure=MEASURE)
+    assert resolve_target(store) == "floor_ms"
+    assert resolve_target(store, "min_ms") == "min_ms"  # an explicit target wins
+    with pytest.raises(PredictorError, match="fastest"):
+        resolve_target(store, "fastest")
+
+    env = {**os.environ, "HWLAT_PROFILES": str(root)}
+    r = subprocess.run([sys.executable, "-m", "hwlat", "train", "local", "--fast", "--holdout", "0", "--json"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["manifest"]["target"] == "floor_ms"

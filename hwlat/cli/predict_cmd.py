@@ -93,10 +93,11 @@ def train_command(
     min_samples: int = typer.Option(24, "--min-samples", help="Kernel types with fewer measurements use the "
                                                               "pooled model."),
     fast: bool = typer.Option(False, "--fast", help="Smaller hyper-parameter search and shorter MLP training."),
-    target: str = typer.Option("median_ms", "--target", help="Statistic to predict: median_ms, min_ms "
-                                                              "(robust when the device was busy) or floor_ms (lowest "
-                                                              "over all passes of `hwlat profile --passes N`: for "
-                                                              "hosts whose speed switches between states)."),
+    target: str = typer.Option("auto", "--target", help="Statistic to predict: median_ms, min_ms (robust "
+                                                         "when the device was busy), floor_ms (lowest over all "
+                                                         "passes of `hwlat profile --passes N`: for hosts whose "
+                                                         "speed switches between states), or auto: floor_ms "
+                                                         "when most items have 2+ passes, else median_ms."),
     json_out: bool = typer.Option(False, "--json", help="JSON output for scripting."),
 ) -> None:
     """Train the latency predictor(s) of a device from its profile store (GBDT and/or MLP, kernel
@@ -126,7 +127,8 @@ def train_command(
             res = train(name, k, holdout=holdout, min_samples=min_samples, fast=fast, target=target, progress=cb)
         results.append(res)
         if not json_out:
-            console.print(f"[bold]{name}[/] {k}: saved to {res.directory} in {res.seconds:.1f} s")
+            console.print(f"[bold]{name}[/] {k} (target {res.predictor.manifest['target']}): saved to "
+                          f"{res.directory} in {res.seconds:.1f} s")
             for n in res.notes:
                 err_console.print(f"  note: {n}")
             console.print(_metric_table(f"{name} {k}: held-out accuracy", summary_rows(res.evaluation)))

@@ -195,7 +195,8 @@ def profile_command(
     max_time: float = typer.Option(2.0, help="Time cap per item in seconds."),
     passes: int = typer.Option(1, "--passes", min=1,
                                help="Measure every item this many times, minutes apart, in a new order each pass "
-                                    "(train with --target floor_ms on hosts whose speed fluctuates)."),
+                                    "(for hosts whose speed fluctuates; `hwlat train` then learns the fastest "
+                                    "pass, floor_ms)."),
     confirm: Optional[float] = typer.Option(None, "--confirm", min=0.001, metavar="TOL",
                                             help="After --passes: re-measure, one pass at a time, only the items "
                                                  "whose two lowest pass minima differ by more than TOL "

@@ -51,6 +51,26 @@ DECOMPOSITION_VERSION = 4
 TARGETS = ("median_ms", "min_ms", "floor_ms")
 
 
+def resolve_target(store: ProfileStore, target: str = "auto") -> str:
+    """``target`` itself, or for ``"auto"``: ``floor_ms`` when most stored items were measured in
+    two or more passes (``hwlat profile --passes N``, quickstart), else ``median_ms``.
+
+    A multi-pass store trained on ``median_ms`` would learn each item's latest pass only, whichever
+    speed state it landed in, and throw the other passes away.
+    """
+    if target != "auto":
+        if target not in TARGETS:
+            raise PredictorError(f"unknown training target {target!r}; use auto or one of {', '.join(TARGETS)}")
+        return target
+    n_items = n_multi = 0
+    for df in (store.kernels(latest=False, expand=False), store.models(latest=False)):
+        if len(df):
+            counts = df["item_key"].value_counts()
+            n_items += len(counts)
+            n_multi += int((counts >= 2).sum())
+    return "floor_ms" if n_items and n_multi * 2 >= n_items else "median_ms"
+
+
 def _rows(df_all: pd.DataFrame, df_latest: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str]:
     """Latest row per item with ``target`` filled in: floor_ms = min of min_ms over all rows."""
     if target != "floor_ms":
@@ -249,13 +269,14 @@ def _public_manifest(m: dict[str, Any]) -> dict[str, Any]:
 
 def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, holdout: float = 0.2,
           min_samples: int = 24, min_subnets: int = MIN_SUBNETS, fast: bool = False, seed: int = 0,
-          residual: bool = True, target: str = "median_ms", exclude_models: Collection[str] = (),
+          residual: bool = True, target: str = "auto", exclude_models: Collection[str] = (),
           exclude_kernels: Collection[str] = (), select_subnet_models: bool = True,
           progress: Progress | None = None) -> TrainResult:
     """Train and save ``<profiles>/<device>/predictors/<kind>`` from the device's profile store.
 
-    ``target``: the measured statistic to predict, ``median_ms`` (what ``hwlat measure`` reports)
-    or ``min_ms`` (robust to a busy device: contention only ever adds time). ``exclude_models``:
+    ``target``: the measured statistic to predict, ``median_ms`` (what ``hwlat measure`` reports),
+    ``min_ms`` (robust to a busy device: contention only ever adds time), ``floor_ms`` (lowest over
+    all passes) or ``auto`` (:func:`resolve_target`: ``floor_ms`` for a store profiled in passes). ``exclude_models``:
     item keys of whole models never trained on (benchmarks keep fixed test sets out this way).
     ``exclude_kernels``: kernel hashes (:func:`kernel_hash`) never trained on, e.g. the kernels of
     those test models where they were profiled alone.
@@ -271,8 +292,7 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
     runtime = _store_runtime(store)
     notes: list[str] = []
 
-    if target not in TARGETS:
-        raise PredictorError(f"unknown training target {target!r}; use one of {', '.join(TARGETS)}")
+    target = resolve_target(store, target)
     kd = kernel_data(store, target)
     if not kd.kernels:
         raise PredictorError(f"no kernel measurements for device {device!r} in {store.path}; run "
