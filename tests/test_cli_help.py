@@ -67,3 +67,14 @@ def test_accuracy_table_fits_80_columns_without_cutting_cells() -> None:
     assert "…" not in out and max(len(ln.rstrip()) for ln in out.splitlines()) <= 80
     for cell in ("3492", "85.8 %", "100.0 %", "12.35", "12.3 %", "0.998", "0.951", "94.9 %", "kernels"):
         assert cell in out, out
+
+
+@pytest.mark.parametrize("name", ["profile", "train", "quickstart"])
+def test_help_gives_each_docstring_paragraph_on_one_line(name: str) -> None:
+    """At 400 columns every paragraph of the command's docstring is one line of its --help."""
+    fn = ROOT.commands[name].callback  # type: ignore[attr-defined]
+    r = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0
+    lines = [" ".join(ln.split()) for ln in r.output.splitlines()]
+    for para in (fn.__doc__ or "").strip().split("\n\n"):
+        assert " ".join(para.split()) in lines, para

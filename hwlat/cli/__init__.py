@@ -24,10 +24,11 @@ app.add_typer(devices_cmd.app, name="devices")
 
 
 def _add(name: str, fn: object) -> None:
-    """Register a command; its listing line is the docstring's first paragraph on one line (rich
-    would keep the source's line breaks there)."""
-    first = (getattr(fn, "__doc__", None) or "").strip().split("\n\n")[0]
-    app.command(name, short_help=" ".join(first.split()) or None)(fn)
+    """Register a command; its help is the docstring with each paragraph reflowed to one line, and
+    its listing line the first paragraph (rich would keep the source's line breaks in both)."""
+    doc = (getattr(fn, "__doc__", None) or "").strip()
+    paragraphs = [" ".join(p.split()) for p in doc.split("\n\n") if p.strip()]
+    app.command(name, help="\n\n".join(paragraphs) or None, short_help=paragraphs[0] if paragraphs else None)(fn)
 
 
 _add("measure", measure_command)
