@@ -60,12 +60,14 @@ def test_accuracy_table_fits_80_columns_without_cutting_cells() -> None:
 
     r = {"n": 3492, "acc5": 0.858, "acc10": 1.0, "rmse": 12.345, "mape": 0.1234, "spearman": 0.998, "kendall": 0.951,
          "interval_coverage": 0.949}
-    rows = [("kernels", r), ("models Σkernels", r), ("subnets (subnet model)", r), ("models (predict)", None)]
+    rows = [("kernels", r), ("models Σkernels", r), ("subnet model", r), ("models (predict)", None),
+            ("ofa_proxyless", r)]
     con = Console(width=80, record=True, color_system=None)
     con.print(_metric_table("local gbdt: held-out accuracy", rows))
     out = con.export_text()
     assert "…" not in out and max(len(ln.rstrip()) for ln in out.splitlines()) <= 80
-    for cell in ("3492", "85.8 %", "100.0 %", "12.35", "12.3 %", "0.998", "0.951", "94.9 %", "kernels"):
+    for cell in ("3492", "85.8 %", "100.0 %", "12.35", "12.3 %", "0.998", "0.951", "94.9 %", "kernels",
+                 "models Σkernels", "models (predict)", "ofa_proxyless", "RMSE ms", "Spearman", "in int."):
         assert cell in out, out
 
 

@@ -50,10 +50,11 @@ def resolve_kind(device: str, kind: str) -> str:
 
 
 def _metric_table(title: str, rows: list[tuple[str, Optional[dict]]]) -> Table:
-    # no vertical rules, collapsed padding: the table fits an 80-column terminal without cutting cells
+    # no vertical rules, one space between columns: the table fits an 80-column terminal without
+    # cutting cells, and row labels up to 18 characters stay on one line
     caption = ("in int.: share measured inside the 90 % interval"
                if any(r and r.get("interval_coverage") is not None for _, r in rows) else None)
-    t = Table(box=box.SIMPLE_HEAD, title=title, caption=caption, pad_edge=False, collapse_padding=True)
+    t = Table(box=box.SIMPLE_HEAD, title=title, caption=caption, pad_edge=False, padding=0)
     t.add_column("held-out", min_width=9)
     for h in ("n", "±5%", "±10%", "RMSE ms", "MAPE", "Spearman", "Kendall", "in int."):
         t.add_column(h, justify="right", no_wrap=True)
@@ -76,7 +77,7 @@ def summary_rows(ev: dict[str, Any]) -> list[tuple[str, Optional[dict]]]:
     s = ev.get("summary", {})
     rows = [("kernels", s.get("kernel")), ("models Σkernels", s.get("model_kernel_sum"))]
     if s.get("model_subnet"):
-        rows.append(("subnets (subnet model)", s.get("model_subnet")))
+        rows.append(("subnet model", s.get("model_subnet")))
     rows.append(("models (predict)", s.get("model_default")))
     return rows
 
