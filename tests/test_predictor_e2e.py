@@ -309,3 +309,18 @@ def test_conv_family_and_gbdt_ensemble_round_trip(profile_root: Path, tmp_path: 
     km2 = KernelLevelModel("gbdt", min_samples=8, fast=True).fit([kd.kernels[i] for i in few], kd.y[few])
     assert "_conv" not in km2.parts and km2.source_of("conv_bn_act") == "conv_bn_act"
     assert km2.source_of("conv2d") == "_pooled"
+
+
+def test_cli_out_of_range_warning_says_how_to_measure_that_model(trained: dict, profile_root: Path) -> None:
+    """The hint names the profiling command that fits what was predicted: a zoo model, a file, an arch."""
+    r = _cli(profile_root, "predict", "efficientnet_b0", "--device", "local", "--kind", "gbdt")
+    assert r.returncode == 0, r.stderr
+    err = " ".join(r.stderr.split())
+    assert "outside the training range" in err and "`hwlat profile local --zoo --model-kernels`" in err
+    f = _zoo_file(profile_root)
+    big = f.parent / "big copy.onnx"
+    shutil.copy(f, big)
+    r = _cli(profile_root, "predict", str(big), "--device", "local", "--kind", "gbdt", "--input-shape", "1,3,320,320")
+    assert r.returncode == 0, r.stderr
+    err = " ".join(r.stderr.split())
+    assert "`hwlat profile local --models DIR --model-kernels` (DIR holding 'big copy.onnx')" in err

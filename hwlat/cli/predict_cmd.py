@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -173,6 +174,18 @@ def _parse_shape(s: Optional[str]) -> Optional[tuple[int, ...]]:
     return shape
 
 
+def _measure_hint(device: str, x: Any, space: Optional[str]) -> str:
+    """How to get an extrapolated model's kernels into the device's training data."""
+    q = shlex.quote
+    if space:
+        return (f"measure more of the space's kernels with `hwlat profile {q(device)} --space {q(space)} "
+                "--space-kernels`")
+    if isinstance(x, Path):
+        return (f"measure them with `hwlat profile {q(device)} --models DIR --model-kernels` "
+                f"(DIR holding {q(x.name)})")
+    return f"measure them with `hwlat profile {q(device)} --zoo --model-kernels`"
+
+
 def predict_command(
     model: str = typer.Argument(..., help="ONNX file, zoo model name, or an arch encoding (JSON) with --space."),
     device: str = typer.Option("local", "--device", "-d", help="Device whose predictor to use."),
@@ -189,6 +202,7 @@ def predict_command(
 
     pred = Predictor.load(device, resolve_kind(device, kind))
     x, shape = load_model_arg(model, space, input_shape)
+    source = x
     if isinstance(x, Path) and shape is not None:
         x = _fix_shape(x, shape)
     p = pred.predict(x, input_shape=shape, space=space, method=method)
@@ -225,8 +239,7 @@ def predict_command(
     if p.out_of_range:
         err_console.print(f"  [yellow]warning[/]: outside the training range: {', '.join(p.out_of_range[:12])}"
                           + (f" … (+{len(p.out_of_range) - 12})" if len(p.out_of_range) > 12 else "")
-                          + f"; those kernels are extrapolated: measure them with `hwlat profile {device} "
-                            "--models DIR --model-kernels` (this model in DIR) and retrain")
+                          + f"; those kernels are extrapolated: {_measure_hint(device, source, space)} and retrain")
     if p.unsupported:
         err_console.print(f"  [yellow]warning[/]: operators with no kernel (not in the estimate): "
                           f"{', '.join(p.unsupported)}")
