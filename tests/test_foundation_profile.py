@@ -179,3 +179,32 @@ def test_model_kernels_of_non_onnx_files_come_from_their_onnx_export(hwlat_home:
     want = kernels_of(tmp_path / "a.onnx").kernels
     assert [(it.kernel_type, it.config) for it in found] == [(k.type, dict(k.config)) for k in want]
     assert [m for m, _ in skipped] == ["b.tflite"] and "b.onnx" in skipped[0][1]
+
+
+def test_profiled_model_files_become_whole_model_training_data(hwlat_home: Path, tmp_path: Path) -> None:
+    """`profile --models DIR` and `measure FILE` keep each file's kernel list (by content), so training
+    fits the whole-model overhead on the user's own networks too; a file profiled without one is
+    reported with what to do."""
+    from hwlat.decompose import kernels_of
+    from hwlat.predictors.training import model_data
+    from hwlat.profiling.items import file_sha256
+    from hwlat.profiling.sources import file_kernels_path
+
+    files = model_folder(tmp_path / "m", 3)
+    single = model_folder(tmp_path / "one", 5)[-1]
+    hwlat("profile", "local", "--models", str(tmp_path / "m"), "--max-time", "0.05", check=True)
+    hwlat("measure", str(single), "--device", "local", "--max-time", "0.05", check=True)
+    md = model_data(ProfileStore("local"), "onnxruntime")
+    assert sorted(md.names) == sorted(p.name for p in [*files, single]) and md.spaces == [None] * 4
+    for name, ks in zip(md.names, md.kernels, strict=True):
+        f = next(p for p in [*files, single] if p.name == name)
+        assert [k.key() for k in ks] == [k.key() for k in kernels_of(f).kernels] and ks
+    # without its recorded kernel list a file is skipped, and the note says how to record it
+    file_kernels_path(file_sha256(files[0]), "onnxruntime").unlink()
+    md = model_data(ProfileStore("local"), "onnxruntime")
+    assert files[0].name not in md.names and len(md.names) == 3
+    why = dict(md.skipped)[files[0].name]
+    assert "hwlat profile local --models DIR" in why and "not measured again" in why
+    again = hwlat("profile", "local", "--models", str(tmp_path / "m"), "--json", check=True).stdout
+    assert json.loads(again[again.index("{"):])["measured"] == 0
+    assert files[0].name in model_data(ProfileStore("local"), "onnxruntime").names

@@ -324,3 +324,12 @@ def test_cli_out_of_range_warning_says_how_to_measure_that_model(trained: dict, 
     assert r.returncode == 0, r.stderr
     err = " ".join(r.stderr.split())
     assert "`hwlat profile local --models DIR --model-kernels` (DIR holding 'big copy.onnx')" in err
+    # a one-kernel model lies below every kernel count the overhead was fitted on: its own warning
+    from conftest import conv_model
+
+    tiny = conv_model(f.parent / "tiny.onnx", 8, 16)
+    r = _cli(profile_root, "predict", str(tiny), "--device", "local", "--kind", "gbdt")
+    assert r.returncode == 0, r.stderr
+    err = " ".join(r.stderr.split())
+    assert "whole-model overhead extrapolated (" in err and "1 kernel outside the" in err
+    assert "`hwlat profile local --models DIR` (DIR holding tiny.onnx)" in err

@@ -143,3 +143,33 @@ def test_intervals_cover_held_out_latencies(nb201, kind: str, tmp_path) -> None:
     _, low2, high2 = again.predict(X[te], return_interval=True)
     np.testing.assert_allclose(low2, low, rtol=1e-5)
     np.testing.assert_allclose(high2, high, rtol=1e-5)
+
+
+def test_overhead_fit_on_one_space_does_not_wreck_small_models_and_flags_them() -> None:
+    """Real data (tests/data/overhead_quickstart.json): fitted on ofa_mbv3 subnets, whose kernel
+    counts barely vary, an unbounded fit took c = -0.47 ms and predicted small nets 60-88 % too fast."""
+    import json
+    from pathlib import Path
+
+    from hwlat.predictors.kernel_models import OverheadModel
+
+    d = json.loads((Path(__file__).parent / "data" / "overhead_quickstart.json").read_text())
+
+    def cols(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(np.array([r[k] for r in rows], dtype=float) for k in ("kernel_sum_ms", "n_kernels",
+                                                                              "measured_ms"))
+    S, N, y = cols(d["fit"])
+    ov = OverheadModel().fit(S, N, y)
+    assert ov.c >= 0.0
+    fit_err = ov.predict(S, N) / y - 1
+    assert np.mean(np.abs(fit_err) <= 0.1) >= 0.8  # the bound costs the space itself little
+    s, n, ys = cols(d["small"])
+    err = ov.predict(s, n) / ys - 1
+    assert np.median(np.abs(err)) < 0.2 and np.mean(np.abs(err) <= 0.25) >= 0.7, np.round(err, 2)
+    # the small nets lie outside the sums and counts the fit saw, and say so; the fit's own models do not
+    assert all(any("kernels outside the 23-" in f for f in ov.out_of_range(a, int(b))) for a, b in zip(s, n))
+    assert not any(ov.out_of_range(a, int(b)) for a, b in zip(S, N))
+    back = OverheadModel.from_dict(json.loads(json.dumps(ov.to_dict())))
+    assert back.out_of_range(float(s[0]), int(n[0])) == ov.out_of_range(float(s[0]), int(n[0]))
+    old = {k: v for k, v in ov.to_dict().items() if k not in ("s_range", "n_range")}  # an older manifest
+    assert OverheadModel.from_dict(old).out_of_range(float(s[0]), int(n[0])) == []

@@ -186,6 +186,16 @@ def _measure_hint(device: str, x: Any, space: Optional[str]) -> str:
     return f"measure them with `hwlat profile {q(device)} --zoo --model-kernels`"
 
 
+def _whole_model_hint(device: str, x: Any, space: Optional[str]) -> str:
+    """How to get whole models like ``x`` into the device's overhead fit."""
+    q = shlex.quote
+    if space:
+        return f"measure more subnets with `hwlat profile {q(device)} --space {q(space)} --samples 50`"
+    if isinstance(x, Path):
+        return f"measure whole models like this one with `hwlat profile {q(device)} --models DIR` (DIR holding {q(x.name)})"
+    return f"measure the zoo with `hwlat profile {q(device)} --zoo`"
+
+
 def predict_command(
     model: str = typer.Argument(..., help="ONNX file, zoo model name, or an arch encoding (JSON) with --space."),
     device: str = typer.Option("local", "--device", "-d", help="Device whose predictor to use."),
@@ -236,10 +246,15 @@ def predict_command(
                   f"{len(p.kernels)} kernels, Σ alone {fmt_ms(p.kernel_sum_ms)} ms)")
     if p.pooled_types:
         err_console.print(f"  note: kernel types served by the pooled fallback model: {', '.join(p.pooled_types)}")
-    if p.out_of_range:
-        err_console.print(f"  [yellow]warning[/]: outside the training range: {', '.join(p.out_of_range[:12])}"
-                          + (f" … (+{len(p.out_of_range) - 12})" if len(p.out_of_range) > 12 else "")
+    overhead = [o.removeprefix("overhead: ") for o in p.out_of_range if o.startswith("overhead: ")]
+    features = [o for o in p.out_of_range if not o.startswith("overhead: ")]
+    if features:
+        err_console.print(f"  [yellow]warning[/]: outside the training range: {', '.join(features[:12])}"
+                          + (f" … (+{len(features) - 12})" if len(features) > 12 else "")
                           + f"; those kernels are extrapolated: {_measure_hint(device, source, space)} and retrain")
+    if overhead and p.method == "kernel-sum":
+        err_console.print(f"  [yellow]warning[/]: whole-model overhead extrapolated ({'; '.join(overhead)}): "
+                          f"{_whole_model_hint(device, source, space)} and retrain")
     if p.unsupported:
         err_console.print(f"  [yellow]warning[/]: operators with no kernel (not in the estimate): "
                           f"{', '.join(p.unsupported)}")

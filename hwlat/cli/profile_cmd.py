@@ -48,6 +48,7 @@ def measure_command(
     dev = get_device(device)
     check_format(model, dev.runtime, dev.name)
     item = model_item(model)
+    _record_kernels([item], dev.runtime)
     summary = run_profile(dev, [item], force, json_out, measure={"max_time_s": max_time})
     if summary.error:
         raise HwlatError(summary.error)
@@ -68,6 +69,17 @@ def measure_command(
     t.add_row(dev.name, model.name, fmt_ms(out["median_ms"]), f"{fmt_ms(out['p10_ms'])}–{fmt_ms(out['p90_ms'])}",
               str(out["runs"]), "yes" if out["converged"] else "no", out["notes"] or "")
     console.print(t)
+
+
+def _record_kernels(models: list[Item], runtime: str) -> None:
+    """Keep each model file's kernel list for training (its measurement trains the overhead term)."""
+    from hwlat.profiling.sources import record_model_kernels
+
+    skipped = record_model_kernels(models, runtime)
+    if skipped:
+        model, reason = skipped[0]
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        err_console.print(f"  note: {model}{more}: measured, but not usable for training: {reason}")
 
 
 def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space: Optional[str], samples: int,
@@ -92,6 +104,7 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
             raise ConfigError(f"no model files for runtime {dev.runtime!r} in {models}")
         for it in found:
             check_format(it.file, dev.runtime, dev.name)
+        _record_kernels(found, dev.runtime)
         items += found
         whole += found
     if suite:

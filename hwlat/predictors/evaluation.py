@@ -84,7 +84,7 @@ def evaluate(pred: Any, store: ProfileStore | None = None, *, train_keys: dict[s
     if idx:
         sub = md.subset(idx)
         m, lo, hi = pred.predict_kernel_lists(sub.kernels)
-        spaces = np.array([s or "?" for s in sub.spaces])
+        spaces = np.array([s or "model files" for s in sub.spaces])
         dm, dlo, dhi, method = pred.predict_models(sub.spaces, sub.archs, sub.kernels)
         ks_res: dict[str, Any] = {"overall": _report(sub.y, m, lo, hi), "per_space": {}}
         for s in sorted(set(spaces)):

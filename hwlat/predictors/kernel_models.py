@@ -266,17 +266,24 @@ class KernelLevelModel:
 # ---- whole-model overhead ----------------------------------------------------------------------
 
 class OverheadModel:
-    """``measured ≈ a·Σkernels + b·n_kernels + c`` fitted robustly on relative error.
+    """``measured ≈ a·Σkernels + b·n_kernels + c`` fitted robustly on relative error, with ``c ≥ 0``.
 
     With fewer than 8 models only the scale ``a`` is fitted (median ratio). ``q_lo``/``q_hi``
     are the 5 %/95 % quantiles of the log residuals of the fit (the whole-model error the kernel
-    intervals do not explain).
+    intervals do not explain). ``s_range``/``n_range``: the kernel sums and counts it was fitted on.
+
+    Why ``c ≥ 0``: a whole-model run's own fixed cost cannot be negative, and the models of one
+    search space have nearly the same kernel count, so ``b`` and ``c`` trade off freely on them.
+    Fitted on the quickstart's ofa_mbv3 subnets (50-60 kernels, 1-6 ms) without the bound, the fit
+    was c = -0.47 ms, b = +7.8 µs and predicted small models 60-88 % too fast.
     """
 
     def __init__(self) -> None:
         self.a, self.b, self.c = 1.0, 0.0, 0.0
         self.q_lo, self.q_hi = 0.0, 0.0
         self.n = 0
+        self.s_range: tuple[float, float] | None = None
+        self.n_range: tuple[int, int] | None = None
 
     def fit(self, sum_ms: np.ndarray, n_kernels: np.ndarray, measured: np.ndarray) -> OverheadModel:
         S = np.asarray(sum_ms, dtype=np.float64)
@@ -285,6 +292,8 @@ class OverheadModel:
         self.n = len(y)
         if self.n == 0:
             return self
+        self.s_range = (float(S.min()), float(S.max()))
+        self.n_range = (int(N.min()), int(N.max()))
         if self.n < 8:
             self.a, self.b, self.c = float(np.median(y / S)), 0.0, 0.0
         else:
@@ -293,8 +302,9 @@ class OverheadModel:
             def resid(p: np.ndarray) -> np.ndarray:
                 return (p[0] * S + p[1] * N + p[2]) / y - 1.0
 
-            x0 = np.array([float(np.median(y / S)), 0.0, 0.0])
-            sol = least_squares(resid, x0, loss="soft_l1", f_scale=0.05)
+            x0 = np.array([float(np.median(y / S)), 0.0, 1e-9])
+            sol = least_squares(resid, x0, loss="soft_l1", f_scale=0.05,
+                                bounds=([1e-6, -np.inf, 0.0], [np.inf, np.inf, np.inf]))
             self.a, self.b, self.c = (float(v) for v in sol.x)
         r = np.log(y / self.predict(S, N))
         self.q_lo, self.q_hi = (float(v) for v in np.quantile(r, [0.05, 0.95]))
@@ -306,14 +316,33 @@ class OverheadModel:
         # An affine fit can go non-positive far outside its data; never below a tenth of the sum.
         return np.maximum(out, 0.1 * S)
 
-    def to_dict(self) -> dict[str, float]:
-        return {"a": self.a, "b": self.b, "c": self.c, "q_lo": self.q_lo, "q_hi": self.q_hi, "n": self.n}
+    def out_of_range(self, sum_ms: float, n_kernels: int) -> list[str]:
+        """Which of (kernel sum, kernel count) lie outside what the fit saw, as readable flags."""
+        out = []
+        if self.s_range and not self.s_range[0] <= sum_ms <= self.s_range[1]:
+            lo, hi = self.s_range
+            out.append(f"overhead: kernel sum {sum_ms:.3g} ms outside the {lo:.3g}-{hi:.3g} ms of the whole "
+                       "models it was fitted on")
+        if self.n_range and not self.n_range[0] <= n_kernels <= self.n_range[1]:
+            lo_n, hi_n = self.n_range
+            out.append(f"overhead: {n_kernels} kernel{'' if n_kernels == 1 else 's'} outside the {lo_n}-{hi_n} "
+                       "of the whole models it was fitted on")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "c": self.c, "q_lo": self.q_lo, "q_hi": self.q_hi, "n": self.n,
+                "s_range": list(self.s_range) if self.s_range else None,
+                "n_range": list(self.n_range) if self.n_range else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OverheadModel:
         m = cls()
         m.a, m.b, m.c = float(d["a"]), float(d["b"]), float(d["c"])
         m.q_lo, m.q_hi, m.n = float(d["q_lo"]), float(d["q_hi"]), int(d["n"])
+        if d.get("s_range"):
+            m.s_range = (float(d["s_range"][0]), float(d["s_range"][1]))
+        if d.get("n_range"):
+            m.n_range = (int(d["n_range"][0]), int(d["n_range"][1]))
         return m
 
 

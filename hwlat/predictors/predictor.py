@@ -151,7 +151,7 @@ class Predictor:
         lat, low, high = self._combine(ks, m, lo, hi)
         breakdown = [{"type": k.type, "config": dict(k.config), "ms": r[0], "low": r[1], "high": r[2],
                       "model": r[3]} for k, r in zip(ks, rows, strict=True)]
-        oor = sorted({o for r in rows for o in r[4]})
+        oor = sorted({o for r in rows for o in r[4]}) + self.overhead.out_of_range(float(m.sum()), len(ks))
         pooled = sorted({k.type for k, r in zip(ks, rows, strict=True) if r[3] == "_pooled"})
         return lat, low, high, breakdown, oor, pooled
 

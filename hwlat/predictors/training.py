@@ -206,14 +206,24 @@ def model_data(store: ProfileStore, runtime: str, progress: Progress | None = No
             progress("kernel lists of models", i, n)
         space = row.space if isinstance(row.space, str) else None
         if space is None or row.arch is None or (isinstance(row.arch, float) and np.isnan(row.arch)):
-            out.skipped.append((row.name, "user model file (no space/arch): not used for training"))
-            continue
-        try:
-            arch = json.loads(row.arch)
-            ks, unsup = model_kernels(space, arch, str(row.file_sha256 or ""), runtime, store.root)
-        except (HwlatError, ValueError, KeyError, TypeError) as e:
-            out.skipped.append((row.name, f"kernels unavailable ({e})"))
-            continue
+            space, arch = None, None
+            from hwlat.profiling.sources import file_kernels_path
+
+            recorded = file_kernels_path(str(row.file_sha256 or ""), runtime, store.root)
+            if not row.file_sha256 or not recorded.is_file():
+                out.skipped.append((row.name, "user model file whose kernel list was not recorded: run "
+                                              f"`hwlat profile {store.device} --models DIR` on its folder again "
+                                              "(stored rows are not measured again)"))
+                continue
+            d = json.loads(recorded.read_text())
+            ks, unsup = [Kernel.from_dict(k) for k in d["kernels"]], d["unsupported"]
+        else:
+            try:
+                arch = json.loads(row.arch)
+                ks, unsup = model_kernels(space, arch, str(row.file_sha256 or ""), runtime, store.root)
+            except (HwlatError, ValueError, KeyError, TypeError) as e:
+                out.skipped.append((row.name, f"kernels unavailable ({e})"))
+                continue
         if unsup:
             ops = ", ".join(sorted({u["op_type"] for u in unsup}))
             out.skipped.append((row.name, f"unsupported operators {ops}: kernel sum would miss them"))

@@ -149,35 +149,71 @@ def space_kernel_items(space_name: str, samples: int, runtime: str, seed: int = 
     return items_for_kernels(subnet_kernels(space_name, archs, runtime), runtime, tick=tick)
 
 
-def model_kernel_items(models: Sequence[Item], runtime: str, tick: Tick | None = None
-                       ) -> tuple[list[Item], list[tuple[str, str]]]:
-    """Items for the distinct kernels of whole ``models`` (ONNX files, zoo models), each measured
-    alone as ``runtime`` fuses them, so the kernel predictor learns the networks a user cares about;
-    and ``(model, reason)`` for each model that could not be decomposed (its own measurement stands)."""
+def _model_decomposition(it: Item, runtime: str) -> tuple[list[Kernel], list[dict]] | str:
+    """(kernels, unsupported operators) of a whole model ``it`` as ``runtime`` fuses them, or why
+    there are none. Decomposition reads ONNX: a .tflite/.pt2 model is decomposed from its ONNX
+    export beside it."""
     from hwlat import zoo
     from hwlat.decompose import kernels_of, runtimes
     from hwlat.errors import HwlatError
 
     rt = runtime if runtime in runtimes() else "onnxruntime"
+    onnx_file = it.file if it.file.suffix.lower() == ".onnx" else it.file.with_suffix(".onnx")
+    try:
+        if onnx_file.is_file():
+            dec = kernels_of(onnx_file, runtime=rt)
+        elif it.space == "zoo":
+            dec = kernels_of(*zoo.get(str(it.arch)), runtime=rt)
+        else:
+            return f"its kernels are read from ONNX: put its ONNX export {onnx_file.name} beside it"
+    except HwlatError as e:
+        return str(e)
+    return list(dec.kernels), list(dec.unsupported)
+
+
+def model_kernel_items(models: Sequence[Item], runtime: str, tick: Tick | None = None
+                       ) -> tuple[list[Item], list[tuple[str, str]]]:
+    """Items for the distinct kernels of whole ``models`` (ONNX files, zoo models), each measured
+    alone as ``runtime`` fuses them, so the kernel predictor learns the networks a user cares about;
+    and ``(model, reason)`` for each model that could not be decomposed (its own measurement stands)."""
     lists: list[list[Kernel]] = []
     skipped: list[tuple[str, str]] = []
     for it in models:
-        # decomposition reads ONNX: a .tflite/.pt2 model is decomposed from its ONNX export beside it
-        onnx_file = it.file if it.file.suffix.lower() == ".onnx" else it.file.with_suffix(".onnx")
-        try:
-            if onnx_file.is_file():
-                dec = kernels_of(onnx_file, runtime=rt)
-            elif it.space == "zoo":
-                dec = kernels_of(*zoo.get(str(it.arch)), runtime=rt)
-            else:
-                skipped.append((it.name, f"its kernels are read from ONNX: put its ONNX export {onnx_file.name} "
-                                         "beside it"))
-                continue
-        except HwlatError as e:
-            skipped.append((it.name, str(e)))
-            continue
-        lists.append(list(dec.kernels))
+        dec = _model_decomposition(it, runtime)
+        if isinstance(dec, str):
+            skipped.append((it.name, dec))
+        else:
+            lists.append(dec[0])
     return items_for_kernels(_distinct(lists), runtime, tick=tick), skipped
+
+
+def file_kernels_path(sha256: str, runtime: str, root: Path | None = None) -> Path:
+    """Where the kernel list of a user's model file (by content) is kept for training."""
+    return (root or profiles_root()) / ".cache" / "decomp" / runtime / f"file-{sha256[:16]}.json"
+
+
+def record_model_kernels(models: Sequence[Item], runtime: str) -> list[tuple[str, str]]:
+    """Write the kernel list of each user model file (not a subnet or zoo model) where training
+    finds it by the file's content, so its whole-model measurement trains the device's overhead
+    term like the subnets' do. Returns ``(model, reason)`` for each that could not be decomposed."""
+    import json
+
+    skipped = []
+    for it in models:
+        if it.table != "models" or it.space is not None:
+            continue  # subnets and zoo models are rebuilt from their arch at training time
+        path = file_kernels_path(it.sha256, runtime)
+        if path.is_file():
+            continue
+        dec = _model_decomposition(it, runtime)
+        if isinstance(dec, str):
+            skipped.append((it.name, dec))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"kernels": [k.to_dict() for k in dec[0]], "unsupported": dec[1]}))
+        tmp.replace(path)
+    return skipped
 
 
 def zoo_items(runtime: str, names: list[str] | None = None, tick: Tick | None = None) -> list[Item]:
