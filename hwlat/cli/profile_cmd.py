@@ -48,12 +48,12 @@ def measure_command(
     dev = get_device(device)
     check_format(model, dev.runtime, dev.name)
     item = model_item(model)
-    _record_kernels([item], dev.runtime)
     summary = run_profile(dev, [item], force, json_out, measure={"max_time_s": max_time})
     if summary.error:
         raise HwlatError(summary.error)
     if summary.failed:
         raise HwlatError(f"{model.name} on {device!r}: {summary.failed[0][1]}")
+    _record_kernels([item], dev.runtime)
     df = ProfileStore(dev.name).models()
     key = item.key(dev.runtime, str((summary.fingerprint or {}).get("runtime_version", "")), dev.runtime_options())
     row = df[df["item_key"] == key].iloc[-1].to_dict()
@@ -71,11 +71,13 @@ def measure_command(
     console.print(t)
 
 
-def _record_kernels(models: list[Item], runtime: str) -> None:
-    """Keep each model file's kernel list for training (its measurement trains the overhead term)."""
+def _record_kernels(items: list[Item], runtime: str, failed: Optional[list] = None) -> None:
+    """After a run without error: keep each measured model file's kernel list for training (its
+    measurement trains the overhead term). A run that stopped on an error writes nothing."""
     from hwlat.profiling.sources import record_model_kernels
 
-    skipped = record_model_kernels(models, runtime)
+    bad = {name for name, _ in failed or []}
+    skipped = record_model_kernels([it for it in items if it.name not in bad], runtime)
     if skipped:
         model, reason = skipped[0]
         more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
@@ -104,7 +106,6 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
             raise ConfigError(f"no model files for runtime {dev.runtime!r} in {models}")
         for it in found:
             check_format(it.file, dev.runtime, dev.name)
-        _record_kernels(found, dev.runtime)
         items += found
         whole += found
     if suite:
@@ -256,7 +257,10 @@ def profile_command(
             try:
                 items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types,
                                    space_kernels=space_kernels, model_kernels=model_kernels)
-                return profile(dev, items, force=force, measure=measure).to_dict()
+                summary = profile(dev, items, force=force, measure=measure)
+                if not summary.error:
+                    _record_kernels(items, dev.runtime, summary.failed)
+                return summary.to_dict()
             except HwlatError as e:  # one device failing must not stop the others
                 return {"device": dev.name, "error": str(e), "measured": 0, "failed": []}
 
@@ -298,6 +302,7 @@ def profile_command(
                 print_json(out)
             raise HwlatError(summary.error)
         failed = bool(summary.failed)
+        _record_kernels(items, dev.runtime, summary.failed)
     if adaptive:
         out["adaptive"] = rounds = _adaptive(dev, adaptive, adaptive_size, seed, kernel_types, force, json_out,
                                              measure, passes, confirm, max_passes)

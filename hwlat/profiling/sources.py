@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -209,10 +211,11 @@ def record_model_kernels(models: Sequence[Item], runtime: str) -> list[tuple[str
         if isinstance(dec, str):
             skipped.append((it.name, dec))
             continue
+        # devices profiled in parallel (`profile --all`) may record the same file at once
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps({"kernels": [k.to_dict() for k in dec[0]], "unsupported": dec[1]}))
-        tmp.replace(path)
+        os.replace(tmp, path)
     return skipped
 
 
