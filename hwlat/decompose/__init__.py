@@ -5,4 +5,8 @@ from __future__ import annotations
 from hwlat.decompose.core import Decomposition, kernels_of
 from hwlat.decompose.rules import RuleSet, get_rules, register, runtimes
 
-__all__ = ["Decomposition", "RuleSet", "get_rules", "kernels_of", "register", "runtimes"]
+#: Part of every cached kernel list's key: bump when kernel configs or decompositions change (a new
+#: feature alone does not; the cached kernel lists stay valid).
+DECOMPOSITION_VERSION = 4
+
+__all__ = ["DECOMPOSITION_VERSION", "Decomposition", "RuleSet", "get_rules", "kernels_of", "register", "runtimes"]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwlat.decompose import DECOMPOSITION_VERSION
 from hwlat.errors import HwlatError, PredictorError
 from hwlat.kernels.base import Kernel, names
 from hwlat.predictors.artifacts import PredictorArtifact, library_versions, save_predictor
@@ -40,9 +41,6 @@ from hwlat.store import ProfileStore, with_floor
 
 Progress = Callable[[str, int, int], None]
 TRAIN_KEYS = "train_keys.json"
-#: Part of the decomposition cache key: bump when kernel configs or decompositions change (a new
-#: feature alone does not; the cached kernel lists stay valid).
-DECOMPOSITION_VERSION = 4
 #: measured statistics a predictor can be trained to predict. ``floor_ms`` is the lowest time seen
 #: over *every* stored measurement of an item (all passes of ``hwlat profile --passes N``), not
 #: just the latest row: on a shared host whose speed switches between states every few hundred ms,

@@ -190,8 +190,11 @@ def model_kernel_items(models: Sequence[Item], runtime: str, tick: Tick | None =
 
 
 def file_kernels_path(sha256: str, runtime: str, root: Path | None = None) -> Path:
-    """Where the kernel list of a user's model file (by content) is kept for training."""
-    return (root or profiles_root()) / ".cache" / "decomp" / runtime / f"file-{sha256[:16]}.json"
+    """Where the kernel list of a user's model file (by content) is kept for training; a new
+    decomposition version makes training ask for it to be recorded again."""
+    from hwlat.decompose import DECOMPOSITION_VERSION
+
+    return (root or profiles_root()) / ".cache" / "decomp" / runtime / f"file-{sha256[:16]}-v{DECOMPOSITION_VERSION}.json"
 
 
 def record_model_kernels(models: Sequence[Item], runtime: str) -> list[tuple[str, str]]:
