@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hwlat.decompose import DECOMPOSITION_VERSION
+from hwlat.decompose.records import read_kernel_list, write_kernel_list
 from hwlat.errors import HwlatError, PredictorError
 from hwlat.kernels.base import Kernel, names
 from hwlat.predictors.artifacts import PredictorArtifact, library_versions, save_predictor
@@ -60,13 +61,11 @@ def resolve_target(store: ProfileStore, target: str = "auto") -> str:
         if target not in TARGETS:
             raise PredictorError(f"unknown training target {target!r}; use auto or one of {', '.join(TARGETS)}")
         return target
-    n_items = n_multi = 0
-    for df in (store.kernels(latest=False, expand=False), store.models(latest=False)):
-        if len(df):
-            counts = df["item_key"].value_counts()
-            n_items += len(counts)
-            n_multi += int((counts >= 2).sum())
-    return "floor_ms" if n_items and n_multi * 2 >= n_items else "median_ms"
+    from hwlat.profiling.passes import stored_counts
+
+    counts = stored_counts(store)
+    n_multi = sum(c >= 2 for c in counts.values())
+    return "floor_ms" if counts and n_multi * 2 >= len(counts) else "median_ms"
 
 
 def _rows(df_all: pd.DataFrame, df_latest: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str]:
@@ -149,11 +148,9 @@ Decomposition = tuple[list[Kernel], list[dict[str, Any]]]
 def _cached(cache: Path, decompose: Callable[[], Decomposition]) -> Decomposition:
     """A decomposition read from its JSON cache file, or computed once and written there."""
     if cache.is_file():
-        d = json.loads(cache.read_text())
-        return [Kernel.from_dict(k) for k in d["kernels"]], d["unsupported"]
+        return read_kernel_list(cache)
     kernels, unsupported = decompose()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"kernels": [k.to_dict() for k in kernels], "unsupported": unsupported}))
+    write_kernel_list(cache, kernels, unsupported)
     return list(kernels), list(unsupported)
 
 
@@ -193,7 +190,10 @@ def model_kernels(space: str | None, arch: Any, sha: str, runtime: str, root: Pa
 
 def model_data(store: ProfileStore, runtime: str, progress: Progress | None = None,
                target: str = "median_ms") -> ModelData:
-    """Whole models of the store whose kernels can be rebuilt (known spaces, zoo)."""
+    """Whole models of the store whose kernels can be rebuilt (known spaces, zoo) or were recorded
+    when they were profiled (model files)."""
+    from hwlat.profiling.sources import file_kernels_path
+
     df = store.models()
     df, target = _rows(store.models(latest=False) if target == "floor_ms" and len(df) else df, df, target)
     out = ModelData([], [], [], [], [], np.zeros(0))
@@ -205,16 +205,13 @@ def model_data(store: ProfileStore, runtime: str, progress: Progress | None = No
         space = row.space if isinstance(row.space, str) else None
         if space is None or row.arch is None or (isinstance(row.arch, float) and np.isnan(row.arch)):
             space, arch = None, None
-            from hwlat.profiling.sources import file_kernels_path
-
             recorded = file_kernels_path(str(row.file_sha256 or ""), runtime, store.root)
             if not row.file_sha256 or not recorded.is_file():
                 out.skipped.append((row.name, "user model file whose kernel list was not recorded: run "
                                               f"`hwlat profile {store.device} --models DIR` on its folder again "
                                               "(stored rows are not measured again)"))
                 continue
-            d = json.loads(recorded.read_text())
-            ks, unsup = [Kernel.from_dict(k) for k in d["kernels"]], d["unsupported"]
+            ks, unsup = read_kernel_list(recorded)
         else:
             try:
                 arch = json.loads(row.arch)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -201,7 +199,7 @@ def record_model_kernels(models: Sequence[Item], runtime: str) -> list[tuple[str
     """Write the kernel list of each user model file (not a subnet or zoo model) where training
     finds it by the file's content, so its whole-model measurement trains the device's overhead
     term like the subnets' do. Returns ``(model, reason)`` for each that could not be decomposed."""
-    import json
+    from hwlat.decompose.records import write_kernel_list
 
     skipped = []
     for it in models:
@@ -214,11 +212,7 @@ def record_model_kernels(models: Sequence[Item], runtime: str) -> list[tuple[str
         if isinstance(dec, str):
             skipped.append((it.name, dec))
             continue
-        # devices profiled in parallel (`profile --all`) may record the same file at once
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({"kernels": [k.to_dict() for k in dec[0]], "unsupported": dec[1]}))
-        os.replace(tmp, path)
+        write_kernel_list(path, *dec)
     return skipped
 
 

@@ -1,0 +1,28 @@
+"""Kernel lists kept on disk as JSON: decompositions cached for training, and the kernel lists of
+profiled model files."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hwlat.kernels.base import Kernel
+
+
+def read_kernel_list(path: Path) -> tuple[list[Kernel], list[dict[str, Any]]]:
+    """(kernels, unsupported operators) written by :func:`write_kernel_list`."""
+    d = json.loads(path.read_text())
+    return [Kernel.from_dict(k) for k in d["kernels"]], list(d["unsupported"])
+
+
+def write_kernel_list(path: Path, kernels: Sequence[Kernel], unsupported: Sequence[dict[str, Any]]) -> None:
+    """Write a kernel list atomically; several writers of one path (devices profiled in parallel)
+    each replace it whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps({"kernels": [k.to_dict() for k in kernels], "unsupported": list(unsupported)}))
+    os.replace(tmp, path)
