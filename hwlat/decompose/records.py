@@ -13,6 +13,11 @@ from typing import Any
 from hwlat.kernels.base import Kernel
 
 
+def records_dir(root: Path, runtime: str) -> Path:
+    """The folder under a profiles root that holds ``runtime``'s kernel lists."""
+    return root / ".cache" / "decomp" / runtime
+
+
 def read_kernel_list(path: Path) -> tuple[list[Kernel], list[dict[str, Any]]]:
     """(kernels, unsupported operators) written by :func:`write_kernel_list`."""
     d = json.loads(path.read_text())

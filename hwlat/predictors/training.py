@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hwlat.decompose import DECOMPOSITION_VERSION
-from hwlat.decompose.records import read_kernel_list, write_kernel_list
+from hwlat.decompose.records import read_kernel_list, records_dir, write_kernel_list
 from hwlat.errors import HwlatError, PredictorError
 from hwlat.kernels.base import Kernel, names
 from hwlat.predictors.artifacts import PredictorArtifact, library_versions, save_predictor
@@ -166,7 +166,7 @@ def _zoo_kernels(name: str, sha: str, runtime: str, root: Path) -> Decomposition
         dec = kernels_of(f, runtime=rt) if f.is_file() else kernels_of(*zoo.get(name), runtime=rt)
         return list(dec.kernels), list(dec.unsupported)
 
-    return _cached(root / ".cache" / "decomp" / runtime / f"{name}-{sha[:16]}.json", decompose)
+    return _cached(records_dir(root, runtime) / f"{name}-{sha[:16]}.json", decompose)
 
 
 def model_kernels(space: str | None, arch: Any, sha: str, runtime: str, root: Path) -> Decomposition:
@@ -183,7 +183,7 @@ def model_kernels(space: str | None, arch: Any, sha: str, runtime: str, root: Pa
         sp = get_space(space)
         material = f"{space}:{sp.key(sp.canonical(arch))}:{DECOMPOSITION_VERSION}"
         digest = hashlib.sha256(material.encode()).hexdigest()[:16]
-        return _cached(root / ".cache" / "decomp" / runtime / f"{space}-{digest}.json",
+        return _cached(records_dir(root, runtime) / f"{space}-{digest}.json",
                        lambda: arch_kernels(space, arch, runtime))
     raise PredictorError(f"no kernel list for model of space {space!r}")
 

@@ -191,8 +191,9 @@ def file_kernels_path(sha256: str, runtime: str, root: Path | None = None) -> Pa
     """Where the kernel list of a user's model file (by content) is kept for training; a new
     decomposition version makes training ask for it to be recorded again."""
     from hwlat.decompose import DECOMPOSITION_VERSION
+    from hwlat.decompose.records import records_dir
 
-    return (root or profiles_root()) / ".cache" / "decomp" / runtime / f"file-{sha256[:16]}-v{DECOMPOSITION_VERSION}.json"
+    return records_dir(root or profiles_root(), runtime) / f"file-{sha256[:16]}-v{DECOMPOSITION_VERSION}.json"
 
 
 def record_model_kernels(models: Sequence[Item], runtime: str) -> list[tuple[str, str]]:
