@@ -208,3 +208,12 @@ def test_profiled_model_files_become_whole_model_training_data(hwlat_home: Path,
     again = hwlat("profile", "local", "--models", str(tmp_path / "m"), "--json", check=True).stdout
     assert json.loads(again[again.index("{"):])["measured"] == 0
     assert files[0].name in model_data(ProfileStore("local"), "onnxruntime").names
+    # a damaged record skips only its model, with a note naming the file; profiling again rewrites it
+    record = file_kernels_path(file_sha256(files[1]), "onnxruntime")
+    record.write_text(record.read_text()[:40])
+    md = model_data(ProfileStore("local"), "onnxruntime")
+    assert sorted(md.names) == sorted(p.name for p in [files[0], files[2], single])
+    why = dict(md.skipped)[files[1].name]
+    assert str(record) in why and "unreadable" in why and "hwlat profile local --models DIR" in why
+    hwlat("profile", "local", "--models", str(tmp_path / "m"), check=True)
+    assert files[1].name in model_data(ProfileStore("local"), "onnxruntime").names

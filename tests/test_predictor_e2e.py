@@ -333,3 +333,22 @@ def test_cli_out_of_range_warning_says_how_to_measure_that_model(trained: dict, 
     err = " ".join(r.stderr.split())
     assert "whole-model overhead extrapolated (" in err and "1 kernel outside the" in err
     assert "`hwlat profile local --models DIR` (DIR holding tiny.onnx)" in err
+
+
+def test_damaged_decomposition_cache_is_rebuilt(tmp_path: Path) -> None:
+    """A cached kernel list is derived data: a truncated one is decomposed and written again, not a
+    crash of `hwlat train`; reading it directly names the file."""
+    from hwlat.decompose.records import read_kernel_list, records_dir
+    from hwlat.errors import StoreError
+    from hwlat.predictors.training import model_kernels
+
+    sha = "ab" * 32
+    ks, unsup = model_kernels("zoo", "resnet18", sha, "onnxruntime", tmp_path)
+    cache = records_dir(tmp_path, "onnxruntime") / f"resnet18-{sha[:16]}.json"
+    assert ks and not unsup and cache.is_file()
+    cache.write_text(cache.read_text()[:100])
+    with pytest.raises(StoreError, match="resnet18-abababababababab.json is unreadable"):
+        read_kernel_list(cache)
+    again, unsup = model_kernels("zoo", "resnet18", sha, "onnxruntime", tmp_path)
+    assert [k.key() for k in again] == [k.key() for k in ks] and not unsup
+    assert [k.key() for k in read_kernel_list(cache)[0]] == [k.key() for k in ks]

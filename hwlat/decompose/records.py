@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hwlat.errors import StoreError
 from hwlat.kernels.base import Kernel
 
 
@@ -19,9 +20,25 @@ def records_dir(root: Path, runtime: str) -> Path:
 
 
 def read_kernel_list(path: Path) -> tuple[list[Kernel], list[dict[str, Any]]]:
-    """(kernels, unsupported operators) written by :func:`write_kernel_list`."""
-    d = json.loads(path.read_text())
-    return [Kernel.from_dict(k) for k in d["kernels"]], list(d["unsupported"])
+    """(kernels, unsupported operators) written by :func:`write_kernel_list`.
+
+    Raises :class:`~hwlat.errors.StoreError` naming the file when it cannot be read or holds no
+    kernel list (truncated by a full disk, edited by hand).
+    """
+    try:
+        d = json.loads(path.read_text())
+        return [Kernel.from_dict(k) for k in d["kernels"]], [dict(u) for u in d["unsupported"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise StoreError(f"kernel list {path} is unreadable ({type(e).__name__}: {e})") from None
+
+
+def readable_kernel_list(path: Path) -> bool:
+    """Whether ``path`` holds a kernel list :func:`read_kernel_list` can read."""
+    try:
+        read_kernel_list(path)
+    except StoreError:
+        return False
+    return True
 
 
 def write_kernel_list(path: Path, kernels: Sequence[Kernel], unsupported: Sequence[dict[str, Any]]) -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from hwlat.decompose import DECOMPOSITION_VERSION
 from hwlat.decompose.records import read_kernel_list, records_dir, write_kernel_list
-from hwlat.errors import HwlatError, PredictorError
+from hwlat.errors import HwlatError, PredictorError, StoreError
 from hwlat.kernels.base import Kernel, names
 from hwlat.predictors.artifacts import PredictorArtifact, library_versions, save_predictor
 from hwlat.predictors.features import FEATURE_VERSION, kernels_from_rows, model_feature_names
@@ -146,9 +146,13 @@ Decomposition = tuple[list[Kernel], list[dict[str, Any]]]
 
 
 def _cached(cache: Path, decompose: Callable[[], Decomposition]) -> Decomposition:
-    """A decomposition read from its JSON cache file, or computed once and written there."""
+    """A decomposition read from its JSON cache file, or computed once and written there (again,
+    when the cached file is unreadable: it is derived data)."""
     if cache.is_file():
-        return read_kernel_list(cache)
+        try:
+            return read_kernel_list(cache)
+        except StoreError:
+            pass
     kernels, unsupported = decompose()
     write_kernel_list(cache, kernels, unsupported)
     return list(kernels), list(unsupported)
@@ -211,7 +215,12 @@ def model_data(store: ProfileStore, runtime: str, progress: Progress | None = No
                                               f"`hwlat profile {store.device} --models DIR` on its folder again "
                                               "(stored rows are not measured again)"))
                 continue
-            ks, unsup = read_kernel_list(recorded)
+            try:
+                ks, unsup = read_kernel_list(recorded)
+            except StoreError as e:
+                out.skipped.append((row.name, f"{e}: run `hwlat profile {store.device} --models DIR` on its "
+                                              "folder again to record it anew (stored rows are not measured again)"))
+                continue
         else:
             try:
                 arch = json.loads(row.arch)

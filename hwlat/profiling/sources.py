@@ -200,14 +200,14 @@ def record_model_kernels(models: Sequence[Item], runtime: str) -> list[tuple[str
     """Write the kernel list of each user model file (not a subnet or zoo model) where training
     finds it by the file's content, so its whole-model measurement trains the device's overhead
     term like the subnets' do. Returns ``(model, reason)`` for each that could not be decomposed."""
-    from hwlat.decompose.records import write_kernel_list
+    from hwlat.decompose.records import readable_kernel_list, write_kernel_list
 
     skipped = []
     for it in models:
         if it.table != "models" or it.space is not None:
             continue  # subnets and zoo models are rebuilt from their arch at training time
         path = file_kernels_path(it.sha256, runtime)
-        if path.is_file():
+        if path.is_file() and readable_kernel_list(path):
             continue
         dec = _model_decomposition(it, runtime)
         if isinstance(dec, str):
