@@ -249,6 +249,7 @@ def main() -> None:
                     exclude_kernels=excl_k)
         secs = time.monotonic() - t
         pred = res.predictor
+        results["host_drift"] = pred.manifest.get("host_drift")
         preds[kind] = pred
         kern = res.evaluation["summary"]["kernel"]
         m, lo, hi, method = pred.predict_models(test.spaces, test.archs, test.kernels)
@@ -276,6 +277,11 @@ def main() -> None:
                       f(r["models"], "spearman", False), f(r["models_kernel_sum"]), f(r["zoo"]), f(r["subnets"]),
                       f"{f(kern, 'interval_coverage')} / {f(r, 'models_interval_coverage')}", f"{secs:.0f}")
     console.print(table)
+    if results.get("host_drift"):
+        spread = ", ".join(f"class {c}: {d['p5_pct']:+.1f} .. {d['p95_pct']:+.1f} %"
+                           for c, d in results["host_drift"]["classes"].items())
+        console.print(f"host speed drift divided out of the floors (5-95 % of 2-min bins, by size class "
+                      f"{results['host_drift']['edges_ms']} ms): {spread or 'none fitted'}")
     gt = Table("kind", "group", "n", "±10%", "RMSE ms", "Spearman", title="whole models by group (predict)")
     for kind, r in results["kinds"].items():
         for g, d in r["per_group"].items():

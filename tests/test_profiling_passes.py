@@ -113,4 +113,7 @@ def test_train_targets_the_floor_by_default_once_the_store_is_profiled_in_passes
     r = subprocess.run([sys.executable, "-m", "hwlat", "train", "local", "--fast", "--holdout", "0", "--json"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["manifest"]["target"] == "floor_ms"
+    manifest = json.loads(r.stdout)["manifest"]
+    assert manifest["target"] == "floor_ms"
+    # the host drift behind the floors is recorded (fitted on every row: each item has two or more)
+    assert manifest["host_drift"]["rows"] == len(store.kernels(latest=False, expand=False)) >= 16

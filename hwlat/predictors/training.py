@@ -38,7 +38,7 @@ from hwlat.predictors.kernel_models import (
 from hwlat.predictors.predictor import MANIFEST, PREDICTOR_SCHEMA_VERSION, Predictor, predictor_dir
 from hwlat.predictors.range_check import RangeCheck
 from hwlat.predictors.subnet import MIN_SUBNETS, SubnetModel
-from hwlat.store import ProfileStore, with_floor
+from hwlat.store import HostDrift, ProfileStore, with_floor
 
 Progress = Callable[[str, int, int], None]
 TRAIN_KEYS = "train_keys.json"
@@ -68,11 +68,19 @@ def resolve_target(store: ProfileStore, target: str = "auto") -> str:
     return "floor_ms" if counts and n_multi * 2 >= len(counts) else "median_ms"
 
 
-def _rows(df_all: pd.DataFrame, df_latest: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str]:
-    """Latest row per item with ``target`` filled in: floor_ms = min of min_ms over all rows."""
+def host_drift(store: ProfileStore) -> HostDrift:
+    """The host's speed drift over the store's passes, fitted on its kernel rows; ``floor_ms``
+    labels (kernels and whole models alike) are taken with it divided out."""
+    return HostDrift().fit(store.kernels(latest=False, expand=False))
+
+
+def _rows(df_all: pd.DataFrame, df_latest: pd.DataFrame, target: str, drift: HostDrift | None = None
+          ) -> tuple[pd.DataFrame, str]:
+    """Latest row per item with ``target`` filled in: floor_ms = min of drift-corrected min_ms over
+    all rows."""
     if target != "floor_ms":
         return df_latest, target
-    return with_floor(df_latest, df_all), "floor_ms"
+    return with_floor(df_latest, df_all, drift), "floor_ms"
 
 
 # ---- data -----------------------------------------------------------------------------------------
@@ -117,12 +125,15 @@ def is_holdout(key: str, frac: float) -> bool:
     return int(hashlib.sha256(("holdout:" + key).encode()).hexdigest()[:8], 16) / 2**32 < frac
 
 
-def kernel_data(store: ProfileStore, target: str = "median_ms") -> KernelData:
-    """Distinct kernels of the store (median of repeated measurements of one config)."""
+def kernel_data(store: ProfileStore, target: str = "median_ms", drift: HostDrift | None = None) -> KernelData:
+    """Distinct kernels of the store (median of repeated measurements of one config). ``drift``:
+    for ``floor_ms``, the store's :func:`host_drift` unless given."""
     df = store.kernels(expand=False)
     if not len(df):
         return KernelData([], np.zeros(0), [])
-    df, target = _rows(store.kernels(latest=False, expand=False) if target == "floor_ms" else df, df, target)
+    if target == "floor_ms":
+        rows = store.kernels(latest=False, expand=False)
+        df, target = _rows(rows, df, target, drift if drift is not None else HostDrift().fit(rows))
     known = set(names())
     skipped: dict[str, int] = {}
     by_key: dict[str, tuple[Kernel, list[float]]] = {}
@@ -193,13 +204,14 @@ def model_kernels(space: str | None, arch: Any, sha: str, runtime: str, root: Pa
 
 
 def model_data(store: ProfileStore, runtime: str, progress: Progress | None = None,
-               target: str = "median_ms") -> ModelData:
+               target: str = "median_ms", drift: HostDrift | None = None) -> ModelData:
     """Whole models of the store whose kernels can be rebuilt (known spaces, zoo) or were recorded
-    when they were profiled (model files)."""
+    when they were profiled (model files). ``drift``: as for :func:`kernel_data`."""
     from hwlat.profiling.sources import file_kernels_path
 
     df = store.models()
-    df, target = _rows(store.models(latest=False) if target == "floor_ms" and len(df) else df, df, target)
+    if target == "floor_ms" and len(df):
+        df, target = _rows(store.models(latest=False), df, target, drift if drift is not None else host_drift(store))
     out = ModelData([], [], [], [], [], np.zeros(0))
     ys: list[float] = []
     n = len(df)
@@ -290,7 +302,7 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
 
     ``target``: the measured statistic to predict, ``median_ms`` (what ``hwlat measure`` reports),
     ``min_ms`` (robust to a busy device: contention only ever adds time), ``floor_ms`` (lowest over
-    all passes) or ``auto`` (:func:`resolve_target`: ``floor_ms`` for a store profiled in passes). ``exclude_models``:
+    all passes, with the host's speed drift between them divided out: :mod:`hwlat.store.drift`) or ``auto`` (:func:`resolve_target`: ``floor_ms`` for a store profiled in passes). ``exclude_models``:
     item keys of whole models never trained on (benchmarks keep fixed test sets out this way).
     ``exclude_kernels``: kernel hashes (:func:`kernel_hash`) never trained on, e.g. the kernels of
     those test models where they were profiled alone.
@@ -307,7 +319,8 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
     notes: list[str] = []
 
     target = resolve_target(store, target)
-    kd = kernel_data(store, target)
+    drift = host_drift(store) if target == "floor_ms" else None
+    kd = kernel_data(store, target, drift)
     if not kd.kernels:
         raise PredictorError(f"no kernel measurements for device {device!r} in {store.path}; run "
                              f"`hwlat profile {device} --suite quick` first")
@@ -326,7 +339,7 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
         notes.append(f"kernel types with fewer than {min_samples} training samples use the pooled model: "
                      f"{', '.join(pooled_types)}")
 
-    md = model_data(store, runtime, progress, target)
+    md = model_data(store, runtime, progress, target, drift)
     for name, why in md.skipped[:10]:
         notes.append(f"model {name}: {why}")
     excluded = set(exclude_models)
@@ -338,7 +351,7 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
         "runtime": runtime, "feature_version": FEATURE_VERSION, "min_samples": min_samples,
         "kernel_parts": sorted(km.parts), "trained_types": km.trained_types, "pooled_types": pooled_types,
         "model_feature_types": types, "holdout": holdout, "seed": seed, "target": target,
-        "min_subnets": min_subnets,
+        "min_subnets": min_subnets, "host_drift": drift.summary() if drift is not None else None,
         "n_kernels": {"train": int(tr_k.sum()), "holdout": int((~tr_k).sum())},
         "n_models": {"train": int(tr_m.sum()), "holdout": int((~tr_m).sum()), "skipped": len(md.skipped)},
         "library_versions": library_versions(),

@@ -28,7 +28,7 @@ from hwlat.kernels.base import Kernel, get
 from hwlat.kernels.sampling import adaptive_sample
 from hwlat.profiling.items import Item, canonical_json
 from hwlat.profiling.runner import RunSummary, profile
-from hwlat.store import ProfileStore, with_floor
+from hwlat.store import HostDrift, ProfileStore, with_floor
 
 SOURCE = "adaptive"
 #: within this relative error a prediction counts as accurate (the ±10 % accuracy metric)
@@ -93,12 +93,14 @@ def training_rows(store: ProfileStore, *, seed: int, round_index: int, runtime: 
                   kernel_types: Collection[str] | None = None, target: str = "median_ms") -> pd.DataFrame:
     """Stored kernel rows round ``round_index`` trains on (sorted, one row per type+config):
     everything except the adaptive rows of this seed's rounds >= ``round_index``. ``target``
-    ``floor_ms`` is the lowest ``min_ms`` over every stored row of an item (all passes)."""
+    ``floor_ms`` is the lowest drift-corrected ``min_ms`` over every stored row of an item (all
+    passes), as training takes it."""
     df = store.kernels(latest=True, expand=False)
     if not len(df):
         return df
     if target == "floor_ms":
-        df = with_floor(df, store.kernels(latest=False, expand=False))
+        rows = store.kernels(latest=False, expand=False)
+        df = with_floor(df, rows, HostDrift().fit(rows))
     keep = ~df["extra"].map(lambda e: is_adaptive(e, seed, round_index)).astype(bool)
     keep &= df[target].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0).astype(bool)
     if runtime is not None:

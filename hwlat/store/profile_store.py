@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from hwlat.devices.inventory import validate_name
 from hwlat.errors import StoreError
 from hwlat.paths import profiles_root
+from hwlat.store.drift import HostDrift
 from hwlat.store.schema import META_KEY, SCHEMA_VERSION, TABLES, arrow_schema, columns
 
 COMPACT_AFTER = 64  # parts; keeps reads fast during long campaigns
@@ -291,8 +292,10 @@ def _check_row(r: Mapping[str, Any]) -> None:
                              "number (faulty agent or runtime); the item stays unmeasured")
 
 
-def with_floor(latest: pd.DataFrame, all_rows: pd.DataFrame) -> pd.DataFrame:
+def with_floor(latest: pd.DataFrame, all_rows: pd.DataFrame, drift: HostDrift | None = None) -> pd.DataFrame:
     """``latest`` (one row per item) plus ``floor_ms``: the lowest ``min_ms`` over every stored row of
-    the same item, i.e. over all passes of ``hwlat profile --passes N``."""
-    floor = all_rows.groupby("item_key")["min_ms"].min()
+    the same item, i.e. over all passes of ``hwlat profile --passes N``; with ``drift``, each row's
+    ``min_ms`` first divided by the host's speed factor when it ran (:mod:`hwlat.store.drift`)."""
+    mins = all_rows["min_ms"] if drift is None else all_rows["min_ms"] / drift.factor(all_rows)
+    floor = mins.groupby(all_rows["item_key"]).min()
     return latest.assign(floor_ms=latest["item_key"].map(floor).astype(float))

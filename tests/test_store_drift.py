@@ -1,0 +1,92 @@
+"""Host-speed drift estimated from repeated passes (hwlat.store.drift), and its use for floors.
+
+The estimator is checked on rows built with a known drift, so the answer is known exactly;
+training on real measurements records the fitted drift in the predictor's manifest
+(tests/test_profiling_passes.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from hwlat.store import HostDrift, with_floor
+
+T0 = dt.datetime(2026, 11, 24, 20, 0, tzinfo=dt.timezone.utc)
+
+
+def _rows(n_items: int, passes: int, speed: dict[int, float], start_min: float = 0.0, pass_min: float = 10.0,
+          base_ms: float = 1.0, prefix: str = "k", seed: int = 0) -> pd.DataFrame:
+    """Rows of ``n_items`` items, each measured once per pass; pass ``p`` runs ``speed[p]`` times slower."""
+    rng = np.random.default_rng(seed)
+    effect = base_ms * np.exp(rng.uniform(-0.5, 0.5, n_items))
+    rows = []
+    for p in range(passes):
+        for i in range(n_items):
+            t = T0 + dt.timedelta(minutes=start_min + p * pass_min + pass_min * i / n_items)
+            rows.append({"item_key": f"{prefix}{i}", "min_ms": effect[i] * speed.get(p, 1.0) * (1 + rng.uniform(0, 0.002)),
+                         "finished_at": t.isoformat().replace("+00:00", "Z")})
+    return pd.DataFrame(rows)
+
+
+def test_a_slow_pass_is_found_and_divided_out_of_the_floor() -> None:
+    rows = _rows(200, 4, {0: 1.05})  # the first pass ran 5 % slow, the other three at the usual speed
+    drift = HostDrift().fit(rows)
+    f = drift.factor(rows)
+    first = rows.index < 200
+    assert np.allclose(f[first], 1.05, atol=0.006) and np.allclose(f[~first], 1.0, atol=0.006)
+    summary = drift.summary()
+    assert summary["rows"] == 800 and summary["classes"]["2"]["p95_pct"] > 4.0
+
+
+def test_a_fast_last_pass_no_longer_sets_the_floors() -> None:
+    """Floors taken over passes where the last ran 4 % fast are 4 % low without the correction."""
+    rows = _rows(200, 3, {2: 0.96})
+    latest = rows.drop_duplicates("item_key", keep="last")
+    true = rows[rows.index < 200].set_index("item_key")["min_ms"]
+    raw = with_floor(latest, rows).set_index("item_key")["floor_ms"]
+    fixed = with_floor(latest, rows, HostDrift().fit(rows)).set_index("item_key")["floor_ms"]
+    assert np.median(raw / true) < 0.965
+    assert abs(np.median(fixed / true) - 1.0) < 0.005
+
+
+def test_sparse_bins_single_rows_and_missing_times_are_left_as_measured() -> None:
+    few = _rows(5, 3, {0: 1.2})  # 5 items: no bin reaches MIN_ROWS repeated rows
+    assert np.all(HostDrift().fit(few).factor(few) == 1.0)
+    once = _rows(300, 1, {0: 1.2})  # measured once each: no drift can be told from item effects
+    drift = HostDrift().fit(once)
+    assert drift.n_rows == 0 and not drift.table and np.all(drift.factor(once) == 1.0)
+    rows = _rows(200, 3, {0: 1.05})
+    drift = HostDrift().fit(rows)
+    undated = rows.assign(finished_at=None)
+    assert np.all(drift.factor(undated) == 1.0)
+    assert HostDrift().fit(undated).n_rows == 0
+
+
+def test_disjoint_campaigns_keep_their_own_level() -> None:
+    """Items profiled a day apart share no item, so nothing ties their levels: no shift is invented,
+    while each campaign's own slow pass is still found."""
+    a = _rows(150, 3, {1: 1.04}, prefix="a", seed=1)
+    b = _rows(150, 3, {0: 0.97}, start_min=24 * 60, prefix="b", seed=2, base_ms=0.8)
+    rows = pd.concat([a, b], ignore_index=True)
+    f = HostDrift().fit(rows).factor(rows)
+    in_a, in_b = rows.index < len(a), rows.index >= len(a)
+    pass_of = np.concatenate([np.repeat(np.arange(3), 150)] * 2)
+    assert np.allclose(f[in_a & (pass_of == 1)], 1.04, atol=0.006)
+    assert np.allclose(f[in_a & (pass_of != 1)], 1.0, atol=0.006)
+    assert np.allclose(f[in_b & (pass_of == 0)], 0.97, atol=0.006)
+    assert np.allclose(f[in_b & (pass_of != 0)], 1.0, atol=0.006)
+
+
+def test_size_classes_drift_separately() -> None:
+    """Large working sets slow down more than small ones in the same minutes."""
+    small = _rows(150, 3, {0: 1.01}, base_ms=0.01, prefix="s", seed=3)
+    large = _rows(150, 3, {0: 1.06}, base_ms=5.0, prefix="l", seed=4)
+    rows = pd.concat([small, large], ignore_index=True)
+    f = HostDrift().fit(rows).factor(rows)
+    first = np.concatenate([np.arange(len(small)) < 150, np.arange(len(large)) < 150])
+    is_small = rows["item_key"].str.startswith("s").to_numpy()
+    assert np.allclose(f[first & is_small], 1.01, atol=0.005)
+    assert np.allclose(f[first & ~is_small], 1.06, atol=0.006)
