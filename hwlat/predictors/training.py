@@ -302,7 +302,8 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
 
     ``target``: the measured statistic to predict, ``median_ms`` (what ``hwlat measure`` reports),
     ``min_ms`` (robust to a busy device: contention only ever adds time), ``floor_ms`` (lowest over
-    all passes, with the host's speed drift between them divided out: :mod:`hwlat.store.drift`) or ``auto`` (:func:`resolve_target`: ``floor_ms`` for a store profiled in passes). ``exclude_models``:
+    all passes, with the host's speed drift between them divided out: :mod:`hwlat.store.drift`) or
+    ``auto`` (:func:`resolve_target`: ``floor_ms`` for a store profiled in passes). ``exclude_models``:
     item keys of whole models never trained on (benchmarks keep fixed test sets out this way).
     ``exclude_kernels``: kernel hashes (:func:`kernel_hash`) never trained on, e.g. the kernels of
     those test models where they were profiled alone.
