@@ -90,3 +90,21 @@ def test_size_classes_drift_separately() -> None:
     is_small = rows["item_key"].str.startswith("s").to_numpy()
     assert np.allclose(f[first & is_small], 1.01, atol=0.005)
     assert np.allclose(f[first & ~is_small], 1.06, atol=0.006)
+
+
+def test_rows_that_agree_only_because_the_host_was_fast_do_not_confirm_a_floor(tmp_path) -> None:
+    """Confirmation judges the minima the floor is taken from: drift-corrected ones."""
+    from hwlat.profiling.passes import unconfirmed_floors
+    from hwlat.store import ProfileStore
+
+    # pass 1 ran 2.5 % slow, pass 2 4 % fast: raw, the two lowest minima (passes 0 and 2) are 4 %
+    # apart; corrected, all three agree
+    rows = _rows(200, 3, {1: 1.025, 2: 0.96})
+    store = ProfileStore("drifty", root=tmp_path)
+    store.append("kernels", [{**r, "median_ms": r["min_ms"] * 1.01, "mean_ms": r["min_ms"] * 1.01,
+                              "kernel_type": "add", "config": "{}"} for r in rows.to_dict("records")])
+    keys = set(rows["item_key"])
+    assert unconfirmed_floors(store, keys, 0.03) == set()
+    assert unconfirmed_floors(store, keys, 0.0) == keys  # the tolerance still applies
+    raw = rows.groupby("item_key")["min_ms"].apply(lambda v: sorted(v)[1] / sorted(v)[0] - 1)
+    assert (raw > 0.03).all()  # what the uncorrected minima would have said

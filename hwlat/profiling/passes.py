@@ -18,7 +18,7 @@ import numpy as np
 from hwlat.devices import Device
 from hwlat.profiling.items import Item
 from hwlat.profiling.runner import RunSummary, profile
-from hwlat.store import ProfileStore
+from hwlat.store import HostDrift, ProfileStore
 
 Runner = Callable[[Device, list[Item], ProfileStore, bool], RunSummary]
 
@@ -40,12 +40,17 @@ def stored_counts(store: ProfileStore) -> Counter[str]:
 
 def unconfirmed_floors(store: ProfileStore, keys: Collection[str], within: float) -> set[str]:
     """Keys (of ``keys``) whose floor is not confirmed: fewer than two stored rows, or the two
-    lowest per-row ``min_ms`` more than ``within`` (relative) apart."""
+    lowest per-row ``min_ms`` more than ``within`` (relative) apart. The minima are taken as the
+    floor takes them, with the host's speed drift divided out (:class:`hwlat.store.HostDrift`), so
+    two rows that agree only because both ran while the host was fast do not confirm a floor."""
+    kernels = store.kernels(latest=False, expand=False)
+    drift = HostDrift().fit(kernels)
     lows: dict[str, list[float]] = {}
-    for df in (store.kernels(latest=False, expand=False), store.models(latest=False)):
+    for df in (kernels, store.models(latest=False)):
         if len(df):
-            for k, v in zip(df["item_key"].astype(str), df["min_ms"].astype(float), strict=True):
-                lows.setdefault(k, []).append(v)
+            mins = df["min_ms"].astype(float).to_numpy() / drift.factor(df)
+            for k, v in zip(df["item_key"].astype(str), mins, strict=True):
+                lows.setdefault(k, []).append(float(v))
     out = set()
     for k in keys:
         v = sorted(lows.get(k, []))
