@@ -97,8 +97,9 @@ def train_command(
     fast: bool = typer.Option(False, "--fast", help="Smaller hyper-parameter search and shorter MLP training."),
     target: str = typer.Option("auto", "--target", help="Statistic to predict: median_ms, min_ms (robust "
                                                          "when the device was busy), floor_ms (lowest over all "
-                                                         "passes of `hwlat profile --passes N`: for hosts whose "
-                                                         "speed switches between states), or auto: floor_ms "
+                                                         "passes of `hwlat profile --passes N`, with the host's "
+                                                         "speed drift divided out: for hosts whose speed "
+                                                         "switches between states), or auto: floor_ms "
                                                          "when most items have 2+ passes, else median_ms."),
     json_out: bool = typer.Option(False, "--json", help="JSON output for scripting."),
 ) -> None:

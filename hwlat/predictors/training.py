@@ -321,6 +321,10 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
 
     target = resolve_target(store, target)
     drift = host_drift(store) if target == "floor_ms" else None
+    if drift is not None and drift.table:
+        cls = drift.summary()["classes"].values()
+        notes.append(f"host speed drifted {min(c['p5_pct'] for c in cls):+.1f} to {max(c['p95_pct'] for c in cls):+.1f} % "
+                     f"(5-95 % of {drift.bin_s / 60:.0f}-min bins) over the passes; divided out of the floor_ms labels")
     kd = kernel_data(store, target, drift)
     if not kd.kernels:
         raise PredictorError(f"no kernel measurements for device {device!r} in {store.path}; run "
