@@ -280,8 +280,9 @@ def main() -> None:
     if results.get("host_drift"):
         spread = ", ".join(f"class {c}: {d['p5_pct']:+.1f} .. {d['p95_pct']:+.1f} %"
                            for c, d in results["host_drift"]["classes"].items())
-        console.print(f"host speed drift divided out of the floors (5-95 % of 2-min bins, by size class "
-                      f"{results['host_drift']['edges_ms']} ms): {spread or 'none fitted'}")
+        hd = results["host_drift"]
+        console.print(f"host speed drift divided out of the floors (5-95 % of {hd['bin_s'] / 60:.0f}-min bins, by "
+                      f"size class {hd['edges_ms']} ms): {spread or 'none fitted'}")
     gt = Table("kind", "group", "n", "±10%", "RMSE ms", "Spearman", title="whole models by group (predict)")
     for kind, r in results["kinds"].items():
         for g, d in r["per_group"].items():

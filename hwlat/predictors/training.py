@@ -74,15 +74,6 @@ def host_drift(store: ProfileStore) -> HostDrift:
     return HostDrift().fit(store.kernels(latest=False, expand=False))
 
 
-def _rows(df_all: pd.DataFrame, df_latest: pd.DataFrame, target: str, drift: HostDrift | None = None
-          ) -> tuple[pd.DataFrame, str]:
-    """Latest row per item with ``target`` filled in: floor_ms = min of drift-corrected min_ms over
-    all rows."""
-    if target != "floor_ms":
-        return df_latest, target
-    return with_floor(df_latest, df_all, drift), "floor_ms"
-
-
 # ---- data -----------------------------------------------------------------------------------------
 
 @dataclass
@@ -133,7 +124,7 @@ def kernel_data(store: ProfileStore, target: str = "median_ms", drift: HostDrift
         return KernelData([], np.zeros(0), [])
     if target == "floor_ms":
         rows = store.kernels(latest=False, expand=False)
-        df, target = _rows(rows, df, target, drift if drift is not None else HostDrift().fit(rows))
+        df = with_floor(df, rows, drift if drift is not None else HostDrift().fit(rows))
     known = set(names())
     skipped: dict[str, int] = {}
     by_key: dict[str, tuple[Kernel, list[float]]] = {}
@@ -211,7 +202,7 @@ def model_data(store: ProfileStore, runtime: str, progress: Progress | None = No
 
     df = store.models()
     if target == "floor_ms" and len(df):
-        df, target = _rows(store.models(latest=False), df, target, drift if drift is not None else host_drift(store))
+        df = with_floor(df, store.models(latest=False), drift if drift is not None else host_drift(store))
     out = ModelData([], [], [], [], [], np.zeros(0))
     ys: list[float] = []
     n = len(df)
