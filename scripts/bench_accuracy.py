@@ -10,8 +10,11 @@ learn ``--target floor_ms`` (why 3 %: README, "Confirmed floors").
 1. the kernel suite ``--suite`` (default standard) in nine random draws (``--suite-seeds 0,...,8``:
    the grid configs once, nine times the random ones) and the kernels of the training subnets are
    profiled; 20 % of them (hash split) are held out; ``--adaptive R`` adds R nn-Meter-style
-   adaptive rounds planned on the training kernels only (held-out accuracy is reported for the
-   first draw and space kernels, the further draws and the adaptive kernels separately);
+   adaptive rounds planned on the training kernels only, each with ``--anchors`` (share of the
+   round) stored training kernels measured again among its new ones so the host-drift fit ties the
+   round to the store (held-out accuracy is reported for all kernels, for the suite's own
+   kernels, a test set adaptive rounds leave unchanged, and for the first draw and space kernels,
+   the further draws and the adaptive kernels separately);
 2. ``--subnets-per-space`` training subnets (seed 0) and ``--test-per-space`` test subnets (seed 1000,
    never trained on) of each CNN space, and every zoo model (never trained on), are profiled;
 3. for each kind: ``hwlat.predictors.training.train`` → kernel-level held-out ±10 % accuracy
@@ -48,7 +51,8 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any] | None:
 
 
 def _profile(dev: Any, items: list, max_time: float, console: Console, passes: int = 1,
-             confirm: float | None = None, max_passes: int | None = None, store: Any = None) -> Any:
+             confirm: float | None = None, max_passes: int | None = None, store: Any = None,
+             anchors: list | None = None) -> Any:
     from hwlat.cli.progress import profiling_progress
     from hwlat.profiling import profile
     from hwlat.profiling.passes import profile_passes
@@ -61,7 +65,7 @@ def _profile(dev: Any, items: list, max_time: float, console: Console, passes: i
         return s
 
     runs = profile_passes(dev, items, store or ProfileStore(dev.name), passes=passes, runner=run, confirm=confirm,
-                          max_passes=max_passes)
+                          max_passes=max_passes, anchors=anchors or ())
     if runs[-1].error:
         raise SystemExit(f"profiling {dev.name} stopped: {runs[-1].error}")
     return runs[0]
@@ -71,20 +75,28 @@ def _adaptive(dev: Any, args: argparse.Namespace, console: Console, confirm: flo
               test_kernels: set[str]) -> None:
     """nn-Meter-style adaptive rounds, measured with the same passes; the held-out kernels and every
     kernel of a test model are left out of the planning, so their errors never pick training data."""
-    from hwlat.predictors.training import is_holdout, kernel_data
+    from hwlat.predictors.training import is_holdout
     from hwlat.profiling.adaptive import run_adaptive
     from hwlat.store import ProfileStore
 
-    store = ProfileStore(dev.name)
-    held = {h for h in kernel_data(store, args.target).hashes if is_holdout(h, 0.2)} | test_kernels
+    class HeldOut:
+        """Held-out kernels, also those of earlier rounds: never planned on, never re-measured as anchors."""
 
-    def runner(d: Any, items: list, st: Any) -> Any:
-        return _profile(d, items, args.max_time, console, args.passes, confirm, args.max_passes, store=st)
+        def __contains__(self, h: object) -> bool:
+            return h in test_kernels or (isinstance(h, str) and is_holdout(h, 0.2))
+
+    store = ProfileStore(dev.name)
+    held = HeldOut()
+
+    def runner(d: Any, items: list, st: Any, anchors: list) -> Any:
+        return _profile(d, items, args.max_time, console, args.passes, confirm, args.max_passes, store=st,
+                        anchors=anchors)
 
     for r in run_adaptive(dev, args.adaptive, args.adaptive_size, store=store, target=args.target,
-                          exclude_kernels=held, runner=runner,
+                          exclude_kernels=held, anchors=args.anchors, runner=runner,
                           on_start=lambda r: console.print(f"adaptive round {r}/{args.adaptive}: planning …")):
-        console.print(f"adaptive round {r.plan.round}: planned {len(r.plan.kernels)}, measured {r.summary.measured}; "
+        console.print(f"adaptive round {r.plan.round}: planned {len(r.plan.kernels)}, {r.anchors} anchors, "
+                      f"measured {r.summary.measured}; "
                       + ", ".join(f"{t.kernel_type} {t.new}" for t in r.plan.report if t.new))
 
 
@@ -115,7 +127,7 @@ def _kernel_split(pred: Any, device: str, target: str, extra_draws: set[str]) ->
     ex = np.array([kd.hashes[i] in extra_draws for i in idx], dtype=bool) & ~ad
     base = ~ad & ~ex
     y = kd.y[idx]
-    return {"base": _metrics(y[base], m[base]), "extra_draws": _metrics(y[ex], m[ex]),
+    return {"suite": _metrics(y[~ad], m[~ad]), "base": _metrics(y[base], m[base]), "extra_draws": _metrics(y[ex], m[ex]),
             "adaptive": _metrics(y[ad], m[ad])}
 
 
@@ -142,6 +154,9 @@ def main() -> None:
     ap.add_argument("--adaptive", type=int, default=0, metavar="ROUNDS",
                     help="adaptive sampling rounds after the base profile (planned without held-out kernels)")
     ap.add_argument("--adaptive-size", type=int, default=None, help="kernels per adaptive round (default 10 %%)")
+    ap.add_argument("--anchors", type=float, default=0.25, metavar="SHARE",
+                    help="stored training kernels measured again beside each adaptive round's new ones, as a share "
+                         "of the round (ties the round's host speed to the store's; 0 for none)")
     ap.add_argument("--max-time", type=float, default=0.5, help="time cap per measured item (s)")
     ap.add_argument("--transfer-device", default="local-2t", help="'' to skip the transfer curve")
     ap.add_argument("--transfer-ns", default="10,20,50,100")
@@ -228,7 +243,7 @@ def main() -> None:
     results: dict[str, Any] = {"device": dev.name, "suite": args.suite, "suite_seeds": seeds, "target": args.target,
                                "subnets_per_space": args.subnets_per_space, "test_per_space": args.test_per_space,
                                "n_test_models": len(te_idx), "kinds": {}}
-    table = Table("kind", "kernels ±10%", "first draw+space kernels ±10%", "extra draws ±10%", "adaptive kernels ±10%", "kernels Spearman", "models ±10%", "models RMSE ms", "models Spearman",
+    table = Table("kind", "kernels ±10%", "suite kernels ±10% (not adaptive)", "first draw+space kernels ±10%", "extra draws ±10%", "adaptive kernels ±10%", "kernels Spearman", "models ±10%", "models RMSE ms", "models Spearman",
                   "Σkernels ±10%", "zoo ±10%", "subnets ±10%", "90% interval cover kernels/models", "train s",
                   title=f"{dev.name}: held-out accuracy ({args.suite} suite, seeds {args.suite_seeds}, {len(te_idx)} test models)")
     preds = {}
@@ -273,7 +288,7 @@ def main() -> None:
                 return "-"
             return f"{100 * d[k]:.1f} %" if pct else f"{d[k]:.3f}"
 
-        table.add_row(kind, f(kern), f(split["base"]), f(split["extra_draws"]), f(split["adaptive"]), f(kern, "spearman", False), f(r["models"]), f(r["models"], "rmse", False),
+        table.add_row(kind, f(kern), f(split["suite"]), f(split["base"]), f(split["extra_draws"]), f(split["adaptive"]), f(kern, "spearman", False), f(r["models"]), f(r["models"], "rmse", False),
                       f(r["models"], "spearman", False), f(r["models_kernel_sum"]), f(r["zoo"]), f(r["subnets"]),
                       f"{f(kern, 'interval_coverage')} / {f(r, 'models_interval_coverage')}", f"{secs:.0f}")
     console.print(table)

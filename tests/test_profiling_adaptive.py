@@ -12,7 +12,7 @@ import numpy as np
 from hwlat.devices import get_device
 from hwlat.kernels.base import Kernel, get
 from hwlat.profiling import profile
-from hwlat.profiling.adaptive import adaptive_round, allocate, is_adaptive
+from hwlat.profiling.adaptive import adaptive_round, allocate, is_adaptive, pick_anchors
 from hwlat.profiling.sources import items_for_kernels
 from hwlat.store import ProfileStore
 
@@ -105,17 +105,27 @@ def test_adaptive_plans_on_floors_in_passes_and_never_on_excluded_kernels(hwlat_
     rep = {r.kernel_type: r for r in plan.report}
     assert rep["mul"].rows == 0 and rep["mul"].new == 0 and "needs" in rep["mul"].note
     assert not {kernel_hash(k) for k in plan.kernels} & held
+    # anchors (stored kernels measured again beside a round) are never excluded ones either
+    ks, keys = pick_anchors(store, 8, seed=0, round_index=1, runtime=dev.runtime, target="floor_ms",
+                            exclude_kernels=held)
+    assert len(ks) == len(set(keys)) == 8 and all(k.type == "add" for k in ks)
+    assert pick_anchors(store, 8, seed=0, round_index=1, runtime=dev.runtime, target="floor_ms")[1] != keys
 
-    # the CLI measures adaptive rounds in passes too: every new kernel gets 2 rows
+    # the CLI measures adaptive rounds in passes too: every new kernel gets 2 rows, and by default
+    # a quarter of the round's size of stored kernels is measured again in both passes, untagged
+    before = stored_counts(store)
     r = hwlat("profile", "local", "--adaptive", "1", "--adaptive-size", "6", "--passes", "2",
               "--max-time", "0.05", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     (rnd,) = json.loads(r.stdout)["adaptive"]
-    assert rnd["measured"] == 6 and not rnd["failed"]
+    assert rnd["anchors"] == 2 and rnd["measured"] == 6 + 2 and not rnd["failed"]
     df = store.kernels(latest=False, expand=False)
     tagged = df[df["extra"].map(is_adaptive)]
     counts = stored_counts(store)
     assert len(set(tagged["item_key"])) == 6 and all(counts[k] == 2 for k in set(tagged["item_key"]))
+    again = {k for k, n in before.items() if counts[k] == n + 2}
+    assert len(again) == 2 and all(counts[k] == n for k, n in before.items() if k not in again)
+    assert not df[df["item_key"].isin(again)]["extra"].map(is_adaptive).any()
 
 
 def test_adaptive_cli_errors_are_one_line(hwlat_home: Path) -> None:
@@ -123,3 +133,7 @@ def test_adaptive_cli_errors_are_one_line(hwlat_home: Path) -> None:
     assert r.returncode != 0 and "unknown kernel type(s) nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = hwlat("profile", "--all", "--adaptive", "1")
     assert r.returncode != 0 and "one device at a time" in r.stderr
+    r = hwlat("profile", "local", "--adaptive", "1", "--anchors", "0.5")
+    assert r.returncode != 0 and "--anchors needs --passes" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = hwlat("profile", "local", "--suite", "quick", "--anchors", "0.5")
+    assert r.returncode != 0 and "--anchors goes with --adaptive" in r.stderr

@@ -108,3 +108,33 @@ def test_rows_that_agree_only_because_the_host_was_fast_do_not_confirm_a_floor(t
     assert unconfirmed_floors(store, keys, 0.0) == keys  # the tolerance still applies
     raw = rows.groupby("item_key")["min_ms"].apply(lambda v: sorted(v)[1] / sorted(v)[0] - 1)
     assert (raw > 0.03).all()  # what the uncorrected minima would have said
+
+
+def test_a_later_campaign_is_tied_to_the_store_through_its_anchors() -> None:
+    """A day later 400 new items are measured while the host runs 6 % slow, with 100 stored items
+    re-measured among them (anchors). The new items' floors must come out on the store's scale, not
+    6 % high; the new rows outnumber the anchors 4 to 1 in every bin, which a few rounds of
+    alternating medians leave only partly corrected."""
+    old = _rows(300, 3, {}, prefix="k", seed=5)
+    rng = np.random.default_rng(6)
+    anchor = rng.choice(300, 100, replace=False)
+    new_effect = np.exp(rng.uniform(-0.5, 0.5, 400))
+    day = T0 + dt.timedelta(days=1)
+    later = []
+    for p in range(3):
+        batch = [(f"n{i}", new_effect[i]) for i in range(400)]
+        batch += [(f"k{i}", float(old[old["item_key"] == f"k{i}"]["min_ms"].min())) for i in anchor]
+        for j in rng.permutation(len(batch)):
+            key, ms = batch[j]
+            t = day + dt.timedelta(minutes=p * 10 + 10 * j / len(batch))
+            later.append({"item_key": key, "min_ms": ms * 1.06 * (1 + rng.uniform(0, 0.002)),
+                          "finished_at": t.isoformat().replace("+00:00", "Z")})
+    rows = pd.concat([old, pd.DataFrame(later)], ignore_index=True)
+    latest = rows.drop_duplicates("item_key", keep="last")
+    floors = with_floor(latest, rows, HostDrift().fit(rows)).set_index("item_key")["floor_ms"]
+    true_old = old.groupby("item_key")["min_ms"].min()
+    ratio_old = np.median(floors[true_old.index] / true_old)
+    ratio_new = np.median(floors[[f"n{i}" for i in range(400)]].to_numpy() / new_effect)
+    assert abs(ratio_new / ratio_old - 1.0) < 0.006
+    raw = with_floor(latest, rows).set_index("item_key")["floor_ms"]
+    assert np.median(raw[[f"n{i}" for i in range(400)]].to_numpy() / new_effect) > 1.055  # uncorrected

@@ -158,11 +158,12 @@ def _plan_table(plan) -> Table:  # noqa: ANN001  (RoundPlan; imported lazily)
 
 def _adaptive(dev: Device, rounds: int, size: Optional[int], seed: int, types: Optional[list[str]], force: bool,
               json_out: bool, measure: dict, passes: int = 1, confirm: Optional[float] = None,
-              max_passes: Optional[int] = None) -> list[dict]:
+              max_passes: Optional[int] = None, anchors: Optional[float] = None) -> list[dict]:
     """``rounds`` adaptive rounds with a table per round and a progress bar per measurement.
-    With passes > 1 or confirm, each round's kernels are measured in passes and rounds plan on
-    ``floor_ms``, as the rest of the profile is."""
-    from hwlat.profiling.adaptive import run_adaptive
+    With passes > 1 or confirm, each round's kernels are measured in passes, with ``anchors``
+    (share of the round, default 25 %) stored kernels measured again among them, and rounds plan
+    on ``floor_ms``, as the rest of the profile is."""
+    from hwlat.profiling.adaptive import ANCHOR_SHARE, run_adaptive
     from hwlat.profiling.passes import profile_passes
 
     def on_plan(plan) -> None:  # noqa: ANN001
@@ -174,18 +175,22 @@ def _adaptive(dev: Device, rounds: int, size: Optional[int], seed: int, types: O
 
     in_passes = passes > 1 or confirm is not None
 
-    def runner(d: Device, items: list[Item], store: ProfileStore) -> RunSummary:
+    def runner(d: Device, items: list[Item], store: ProfileStore, anchor_items: list[Item]) -> RunSummary:
         if not in_passes:
             return one(d, items, store)
         runs = profile_passes(d, items, store, passes=passes, seed=seed, confirm=confirm, max_passes=max_passes,
-                              runner=one)
+                              runner=one, anchors=anchor_items)
         return next((r for r in runs if r.error), runs[0])
 
     def on_start(r: int) -> None:
         err_console.print(f"[bold]adaptive round {r}/{rounds}[/]: out-of-fold errors on stored kernels …")
 
+    if anchors and not in_passes:
+        raise ConfigError("--anchors needs --passes 2 or more (or --confirm): host drift is told from items "
+                          "measured several times")
+    share = (ANCHOR_SHARE if in_passes else 0.0) if anchors is None else anchors
     results = run_adaptive(dev, rounds, size, seed=seed, kernel_types=types, force=force, measure=measure,
-                           runner=runner, on_plan=on_plan, on_start=on_start,
+                           anchors=share, runner=runner, on_plan=on_plan, on_start=on_start,
                            target="floor_ms" if in_passes else "median_ms")
     return [r.to_dict() for r in results]
 
@@ -226,6 +231,11 @@ def profile_command(
     adaptive_size: Optional[int] = typer.Option(None, "--adaptive-size", min=1, metavar="N",
                                                 help="New kernels per adaptive round "
                                                      "(default: 10 % of the stored kernel rows)."),
+    anchors: Optional[float] = typer.Option(None, "--anchors", min=0.0, metavar="SHARE",
+                                            help="With --adaptive and --passes/--confirm: also measure again this "
+                                                 "share of each round's size of stored kernels, among the new "
+                                                 "ones, so host-speed drift is measured against the store "
+                                                 "(default 0.25; 0 for none)."),
 ) -> None:
     """Profile a device: a folder of models, a kernel suite, subnets of a space and/or the zoo.
 
@@ -245,6 +255,8 @@ def profile_command(
         raise ConfigError("--space-kernels needs --space NAME (the subnets whose kernels to measure)")
     if model_kernels and not (models or zoo):
         raise ConfigError("--model-kernels needs --models DIR or --zoo (the models whose kernels to measure)")
+    if anchors is not None and not adaptive:
+        raise ConfigError("--anchors goes with --adaptive ROUNDS (stored kernels measured again beside new ones)")
     if all_devices and adaptive:
         raise ConfigError("--adaptive runs on one device at a time; give a device name instead of --all")
     if all_devices:
@@ -305,7 +317,7 @@ def profile_command(
         _record_kernels(items, dev.runtime, summary.failed)
     if adaptive:
         out["adaptive"] = rounds = _adaptive(dev, adaptive, adaptive_size, seed, kernel_types, force, json_out,
-                                             measure, passes, confirm, max_passes)
+                                             measure, passes, confirm, max_passes, anchors)
         failed = failed or any(r["failed"] for r in rounds)
         error = next((r["error"] for r in rounds if r["error"]), None)
         if error:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +35,8 @@ SOURCE = "adaptive"
 TOLERANCE = 0.10
 #: a type this accurate out of fold gets no new samples
 ENOUGH_ACC = 0.98
+#: share of a round's size of stored kernels measured again among the new ones, when in passes
+ANCHOR_SHARE = 0.25
 #: one GBDT config (no search): OOF errors must not depend on a wall-clock search budget
 _OOF_CONFIG = {"max_depth": 4, "eta": 0.1, "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 1.0}
 
@@ -169,14 +171,15 @@ def _kernels_of(rows: pd.DataFrame) -> tuple[list[Kernel], np.ndarray]:
 def adaptive_round(store: ProfileStore, kernel_types: Collection[str] | None = None, n: int = 100, *,
                    seed: int = 0, round_index: int = 1, target: str = "median_ms", runtime: str | None = None,
                    min_rows: int = 20, folds: int = 5, min_each: int = 3, max_ms: float = 60.0,
-                   exclude_kernels: Collection[str] = ()) -> RoundPlan:
+                   exclude_kernels: Container[str] = ()) -> RoundPlan:
     """Plan one adaptive round: up to ``n`` new kernels, spread over the types by OOF error mass.
 
     Types with fewer than ``min_rows`` stored rows are reported and skipped; a type already
     ≥98 % within ±10 % gets none. New kernels are distinct from the training rows' configs
     (and valid, under ``max_ms`` by the cost estimate of the suites). ``exclude_kernels``: kernel
-    hashes (``hwlat.predictors.training.kernel_hash``) not used to plan, e.g. a benchmark's held-out
-    kernels, so their errors never steer where new training kernels go.
+    hashes (``hwlat.predictors.training.kernel_hash``; any container answering ``in``) not used to
+    plan, e.g. a benchmark's held-out kernels, so their errors never steer where new training
+    kernels go.
     """
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
@@ -221,18 +224,47 @@ def adaptive_round(store: ProfileStore, kernel_types: Collection[str] | None = N
 
 
 class _TaggingStore(ProfileStore):
-    """The device's store, adding ``tags`` to the ``extra`` JSON of every row appended."""
+    """The device's store, adding ``tags`` to the ``extra`` JSON of every row appended except
+    those of the ``untagged`` item keys (anchors: stored kernels measured again)."""
 
-    def __init__(self, base: ProfileStore, tags: Mapping[str, Any]) -> None:
+    def __init__(self, base: ProfileStore, tags: Mapping[str, Any], untagged: Collection[str] = ()) -> None:
         super().__init__(base.device, base.root)
         self.tags = dict(tags)
+        self.untagged = set(untagged)
 
     def append(self, table: str, rows: Any, force: bool = False) -> int:
-        rows = [{**r, "extra": canonical_json({**_extra(r.get("extra")), **self.tags})} for r in rows]
+        rows = [r if r.get("item_key") in self.untagged
+                else {**r, "extra": canonical_json({**_extra(r.get("extra")), **self.tags})} for r in rows]
         return super().append(table, rows, force=force)
 
 
-Runner = Callable[[Device, list[Item], ProfileStore], RunSummary]
+def pick_anchors(store: ProfileStore, n: int, *, seed: int, round_index: int, runtime: str | None = None,
+                 target: str = "median_ms", exclude_kernels: Container[str] = ()) -> tuple[list[Kernel], list[str]]:
+    """``n`` stored kernels (and their item keys) to measure again beside a round's new ones, spread
+    evenly over :class:`~hwlat.store.HostDrift`'s size classes, so the drift fit can tie the
+    round's host speed to the store's in every class. ``exclude_kernels`` (hashes) are never
+    picked: re-measuring a held-out kernel would change the label it is scored on."""
+    if n <= 0:
+        return [], []
+    df = training_rows(store, seed=seed, round_index=round_index, runtime=runtime, target=target)
+    ks, pos = _kernels_of(df) if len(df) else ([], np.zeros(0, dtype=int))
+    if exclude_kernels:
+        from hwlat.predictors.training import kernel_hash
+
+        keep = [i for i, k in enumerate(ks) if kernel_hash(k) not in exclude_kernels]
+        ks, pos = [ks[i] for i in keep], pos[keep]
+    if not ks:
+        return [], []
+    cls = np.digitize(df[target].to_numpy(dtype=np.float64)[pos], np.asarray(HostDrift().edges_ms))
+    rng = _rng(seed, round_index, "anchors")
+    groups = [rng.permutation(np.flatnonzero(cls == c)) for c in np.unique(cls)]
+    # round-robin over the classes: every class gets anchors before any gets many
+    picked = [int(g[j]) for j in range(max(len(g) for g in groups)) for g in groups if j < len(g)][:n]
+    keys = df["item_key"].astype(str).to_numpy()[pos]
+    return [ks[i] for i in picked], [str(keys[i]) for i in picked]
+
+
+Runner = Callable[[Device, list[Item], ProfileStore, list[Item]], RunSummary]
 
 
 @dataclass
@@ -241,10 +273,11 @@ class RoundResult:
 
     plan: RoundPlan
     summary: RunSummary
+    anchors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         s = self.summary
-        return {**self.plan.to_dict(), "measured": s.measured, "skipped": s.skipped,
+        return {**self.plan.to_dict(), "anchors": self.anchors, "measured": s.measured, "skipped": s.skipped,
                 "failed": [{"name": a, "reason": b} for a, b in s.failed], "error": s.error}
 
 
@@ -258,8 +291,8 @@ def default_size(store: ProfileStore, *, seed: int, runtime: str | None = None,
 def run_adaptive(device: Device, rounds: int, n: int | None = None, *, store: ProfileStore | None = None,
                  seed: int = 0, kernel_types: Collection[str] | None = None, force: bool = False,
                  measure: dict[str, Any] | None = None, min_rows: int = 20, folds: int = 5,
-                 max_ms: float = 60.0, target: str = "median_ms", exclude_kernels: Collection[str] = (),
-                 runner: Runner | None = None,
+                 max_ms: float = 60.0, target: str = "median_ms", exclude_kernels: Container[str] = (),
+                 anchors: float = 0.0, runner: Runner | None = None,
                  on_start: Callable[[int], None] | None = None,
                  on_plan: Callable[[RoundPlan], None] | None = None,
                  tick: Callable[[int, int], None] | None = None) -> list[RoundResult]:
@@ -269,13 +302,22 @@ def run_adaptive(device: Device, rounds: int, n: int | None = None, *, store: Pr
     round plans nothing or its run fails (``summary.error``). ``runner(device, items, store)``
     measures (default :func:`hwlat.profiling.profile`; measure in passes with
     :func:`hwlat.profiling.passes.profile_passes` and plan on ``target="floor_ms"`` on noisy hosts).
+
+    ``anchors``: a share of each round's size of stored kernels (:func:`pick_anchors`, never one of
+    ``exclude_kernels``) handed to the runner with the new ones, to be measured again among them
+    (``profile_passes(anchors=...)``), untagged. Only a runner measuring in passes can use them:
+    drift is estimated from items with several rows.
     """
     from hwlat.profiling.sources import items_for_kernels
 
+    if anchors < 0:
+        raise ValueError(f"anchors is a share of the round size (e.g. 0.25), got {anchors}")
+    if anchors and runner is None:
+        raise ValueError("anchors need a runner that measures in passes (hwlat.profiling.passes.profile_passes)")
     store = store or ProfileStore(device.name)
     if n is None:
         n = default_size(store, seed=seed, runtime=device.runtime, kernel_types=kernel_types)
-    run = runner or (lambda dev, items, st: profile(dev, items, st, force=force, measure=measure))
+    run = runner or (lambda dev, items, st, _anchors: profile(dev, items, st, force=force, measure=measure))
     out: list[RoundResult] = []
     for r in range(1, rounds + 1):
         if on_start:
@@ -286,9 +328,13 @@ def run_adaptive(device: Device, rounds: int, n: int | None = None, *, store: Pr
         if on_plan:
             on_plan(plan)
         items = items_for_kernels(plan.kernels, device.runtime, tick=tick)
-        tagged = _TaggingStore(store, {"source": SOURCE, "round": r, "seed": seed})
-        summary = run(device, items, tagged) if items else RunSummary(device=device.name, run_id="")
-        out.append(RoundResult(plan, summary))
+        anchor_kernels, anchor_keys = pick_anchors(
+            store, round(anchors * len(plan.kernels)), seed=seed, round_index=r, runtime=device.runtime,
+            target=target, exclude_kernels=exclude_kernels) if items else ([], [])
+        anchor_items = items_for_kernels(anchor_kernels, device.runtime, tick=tick) if anchor_kernels else []
+        tagged = _TaggingStore(store, {"source": SOURCE, "round": r, "seed": seed}, untagged=anchor_keys)
+        summary = run(device, items, tagged, anchor_items) if items else RunSummary(device=device.name, run_id="")
+        out.append(RoundResult(plan, summary, len(anchor_items)))
         if not plan.kernels or summary.error:
             break
     return out

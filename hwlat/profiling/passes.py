@@ -10,7 +10,7 @@ within ±10 % 67 % of the time with one pass's median, 93 % with the floor of tw
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,23 @@ from hwlat.profiling.runner import RunSummary, profile
 from hwlat.store import HostDrift, ProfileStore
 
 Runner = Callable[[Device, list[Item], ProfileStore, bool], RunSummary]
+
+
+def _keyed(device: Device, items: list[Item], fingerprint: dict[str, Any]) -> list[tuple[Item, str]]:
+    rv, opts = str(fingerprint.get("runtime_version", "")), device.runtime_options()
+    return [(it, it.key(device.runtime, rv, opts)) for it in items]
+
+
+def _with_anchors(device: Device, keyed: list[tuple[Item, str]], p: int, anchors: list[Item], store: ProfileStore,
+                  run: Runner, seed: int) -> RunSummary | None:
+    """Pass ``p`` of the items short of ``p`` rows, the anchors shuffled among them (None: nothing to do)."""
+    counts = stored_counts(store)
+    todo = [it for it, k in keyed if counts.get(k, 0) < p]
+    if not todo:
+        return None
+    todo += anchors
+    order = np.random.default_rng(seed + p).permutation(len(todo))
+    return run(device, [todo[i] for i in order], store, True)
 
 
 def _default_runner(measure: dict[str, Any] | None) -> Runner:
@@ -61,7 +78,8 @@ def unconfirmed_floors(store: ProfileStore, keys: Collection[str], within: float
 
 def profile_passes(device: Device, items: list[Item], store: ProfileStore | None = None, *, passes: int = 2,
                    seed: int = 0, measure: dict[str, Any] | None = None, runner: Runner | None = None,
-                   confirm: float | None = None, max_passes: int | None = None) -> list[RunSummary]:
+                   confirm: float | None = None, max_passes: int | None = None,
+                   anchors: Sequence[Item] = ()) -> list[RunSummary]:
     """Measure ``items`` until each has ``passes`` stored rows; pass p measures, in a shuffled
     order, the items with fewer than p rows. Resumable like :func:`profile`: an interrupted pass
     continues where it stopped. Stops at the first pass that ends with an error.
@@ -71,6 +89,11 @@ def profile_passes(device: Device, items: list[Item], store: ProfileStore | None
     (:func:`unconfirmed_floors`: the two lowest pass minima more than ``confirm`` apart). On the
     2-vCPU VM 12 % of kernels were still unconfirmed at 5 % after 3 passes; confirmed floors are the
     ones that reproduce.
+
+    ``anchors``: items already in the store, measured once more in each of the first ``passes``
+    passes that has new work, shuffled among it. :class:`hwlat.store.HostDrift` ties a run's host
+    speed to the store's only through items measured in both, so new items measured alone would
+    keep whatever level the host had that hour.
     """
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
@@ -80,15 +103,26 @@ def profile_passes(device: Device, items: list[Item], store: ProfileStore | None
     store = store or ProfileStore(device.name)
     run = runner or _default_runner(measure)
     out: list[RunSummary] = []
-    first = run(device, items, store, False)  # pass 1: whatever is not stored yet
+    stored_fp = store.latest_fingerprint() if anchors else None
+    if stored_fp:
+        first = _with_anchors(device, _keyed(device, items, stored_fp), 1, list(anchors), store, run, seed)
+    else:
+        first = run(device, items, store, False)  # pass 1: whatever is not stored yet
+    if first is None:
+        first = RunSummary(device=device.name, run_id="", skipped=len(items))
     out.append(first)
     if first.error or (passes == 1 and confirm is None):
         return out
-    fp = first.fingerprint or store.latest_fingerprint() or {}
-    rv, opts = str(fp.get("runtime_version", "")), device.runtime_options()
-    keyed = [(it, it.key(device.runtime, rv, opts)) for it in items]
+    keyed = _keyed(device, items, first.fingerprint or store.latest_fingerprint() or {})
     last = limit if confirm is not None else passes
     for p in range(2, last + 1):
+        if p <= passes and stored_fp:
+            s = _with_anchors(device, keyed, p, list(anchors), store, run, seed)
+            if s is not None:
+                out.append(s)
+                if s.error:
+                    break
+            continue
         counts = stored_counts(store)
         if p <= passes:
             todo = [it for it, k in keyed if counts.get(k, 0) < p]

@@ -7,8 +7,9 @@ kernels under 30 µs within ±1.5 %. A floor taken as the lowest pass minimum th
 item's passes ran, which costs held-out accuracy the model cannot win back.
 
 Every item profiled in passes is measured at several times, so the store holds the drift itself:
-``log min_ms = item effect + speed(size class, time bin) + noise``, fitted by alternating medians
-on the items with two or more rows. :meth:`HostDrift.factor` divides it out of any row (kernels
+``log min_ms = item effect + speed(size class, time bin) + noise``, fitted on the items with two
+or more rows by alternating Huber-style means (residuals clipped at three robust standard
+deviations, so a row slowed by a neighbour's burst pulls no harder than a mildly slow one). :meth:`HostDrift.factor` divides it out of any row (kernels
 or whole models) that falls in a fitted bin; rows elsewhere are left as measured. Items profiled
 in disjoint campaigns are each centred on their own campaign, so no offset between campaigns is
 invented.
@@ -29,7 +30,14 @@ SIZE_EDGES_MS: tuple[float, ...] = (0.03, 0.3, 2.0)
 BIN_S = 120.0
 #: Fewest rows of repeated items a (class, bin) needs before it gets a correction.
 MIN_ROWS = 20
-_ITERATIONS = 5
+#: Residuals beyond this many robust standard deviations are clipped before averaging.
+_CLIP = 3.0
+#: The alternation stops once no correction moves by more than this (log units) or after
+#: ``_MAX_ITERATIONS``. A later campaign's bins, filled mostly by items new to the store and tied
+#: to it only by the stored items re-measured among them (anchors), move part of the way per
+#: iteration; medians there would stall inside the new items' own cluster.
+_TOL = 1e-5
+_MAX_ITERATIONS = 300
 
 
 _NO_BIN = np.iinfo(np.int64).min
@@ -43,6 +51,12 @@ def _bins(rows: pd.DataFrame, bin_s: float) -> np.ndarray:
     ok = np.isfinite(s)
     out[ok] = np.floor(s[ok] / bin_s).astype(np.int64)
     return out
+
+
+def _clipped(r: np.ndarray) -> np.ndarray:
+    """``r`` clipped at ``_CLIP`` robust standard deviations (1.4826 MAD) around zero."""
+    scale = max(1.4826 * float(np.median(np.abs(r))), 1e-6)
+    return np.clip(r, -_CLIP * scale, _CLIP * scale)
 
 
 @dataclass
@@ -77,9 +91,14 @@ class HostDrift:
         cls = self._classes(rep)
         bins = _bins(rep, self.bin_s)
         corr = np.zeros(len(rep))
-        for _ in range(_ITERATIONS):
-            resid = lm - pd.Series(lm - corr).groupby(items).transform("median").to_numpy()
-            corr, self.table = self._estimate(resid, cls, bins)
+        effect = pd.Series(lm).groupby(items).transform("median").to_numpy()
+        for _ in range(_MAX_ITERATIONS):
+            effect = effect + pd.Series(_clipped(lm - effect - corr)).groupby(items).transform("mean").to_numpy()
+            new, self.table = self._estimate(corr + _clipped(lm - effect - corr), cls, bins)
+            moved = float(np.max(np.abs(new - corr)))
+            corr = new
+            if moved < _TOL:
+                break
         return self
 
     def _estimate(self, resid: np.ndarray, cls: np.ndarray, bins: np.ndarray
@@ -87,8 +106,8 @@ class HostDrift:
         table: dict[tuple[int, int], float] = {}
         for c in np.unique(cls):
             s = cls == c
-            stats = pd.DataFrame({"b": bins[s], "r": resid[s]}).groupby("b")["r"].agg(["median", "size"])
-            raw = {int(b): float(m) for b, m, n in zip(stats.index, stats["median"], stats["size"], strict=True)
+            stats = pd.DataFrame({"b": bins[s], "r": resid[s]}).groupby("b")["r"].agg(["mean", "size"])
+            raw = {int(b): float(m) for b, m, n in zip(stats.index, stats["mean"], stats["size"], strict=True)
                    if n >= self.min_rows}
             smooth = {b: float(np.median([raw[x] for x in (b - 1, b, b + 1) if x in raw])) for b in raw}
             if smooth:
