@@ -28,9 +28,10 @@ def _keyed(device: Device, items: list[Item], fingerprint: dict[str, Any]) -> li
     return [(it, it.key(device.runtime, rv, opts)) for it in items]
 
 
-def _with_anchors(device: Device, keyed: list[tuple[Item, str]], p: int, anchors: list[Item], store: ProfileStore,
-                  run: Runner, seed: int) -> RunSummary | None:
-    """Pass ``p`` of the items short of ``p`` rows, the anchors shuffled among them (None: nothing to do)."""
+def _pass(device: Device, keyed: list[tuple[Item, str]], anchors: list[Item], p: int, store: ProfileStore,
+          run: Runner, seed: int) -> RunSummary | None:
+    """Pass ``p``: the items short of ``p`` rows, in a new order, with ``anchors`` shuffled among
+    them (None: nothing to measure)."""
     counts = stored_counts(store)
     todo = [it for it, k in keyed if counts.get(k, 0) < p]
     if not todo:
@@ -104,8 +105,9 @@ def profile_passes(device: Device, items: list[Item], store: ProfileStore | None
     run = runner or _default_runner(measure)
     out: list[RunSummary] = []
     stored_fp = store.latest_fingerprint() if anchors else None
+    ride = list(anchors) if stored_fp else []  # anchors need the stored keys to tell new items apart
     if stored_fp:
-        first = _with_anchors(device, _keyed(device, items, stored_fp), 1, list(anchors), store, run, seed)
+        first = _pass(device, _keyed(device, items, stored_fp), ride, 1, store, run, seed)
     else:
         first = run(device, items, store, False)  # pass 1: whatever is not stored yet
     if first is None:
@@ -116,27 +118,18 @@ def profile_passes(device: Device, items: list[Item], store: ProfileStore | None
     keyed = _keyed(device, items, first.fingerprint or store.latest_fingerprint() or {})
     last = limit if confirm is not None else passes
     for p in range(2, last + 1):
-        if p <= passes and stored_fp:
-            s = _with_anchors(device, keyed, p, list(anchors), store, run, seed)
-            if s is not None:
-                out.append(s)
-                if s.error:
-                    break
-            continue
-        counts = stored_counts(store)
         if p <= passes:
-            todo = [it for it, k in keyed if counts.get(k, 0) < p]
+            s = _pass(device, keyed, ride, p, store, run, seed)
         else:  # confirmation: only what is still short of p rows and unconfirmed
+            counts = stored_counts(store)
             open_keys = unconfirmed_floors(store, {k for _, k in keyed}, confirm or 0.0)
             if not any(counts.get(k, 0) < last for k in open_keys):
                 break  # every floor confirmed, or at the pass limit
             # Items an earlier run already took to p rows wait for a later p, so a raised
             # max_passes resumes them instead of stopping here.
-            todo = [it for it, k in keyed if k in open_keys and counts.get(k, 0) < p]
-        if not todo:
+            s = _pass(device, [(it, k) for it, k in keyed if k in open_keys], [], p, store, run, seed)
+        if s is None:
             continue
-        order = np.random.default_rng(seed + p).permutation(len(todo))
-        s = run(device, [todo[i] for i in order], store, True)
         out.append(s)
         if s.error:
             break
