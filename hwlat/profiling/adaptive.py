@@ -156,14 +156,20 @@ def allocate(outside: Mapping[str, int], n: int, min_each: int = 3) -> dict[str,
     return out
 
 
-def _kernels_of(rows: pd.DataFrame) -> tuple[list[Kernel], np.ndarray]:
-    """Kernels of ``rows`` and their row positions; configs the type no longer accepts are skipped."""
+def _kernels_of(rows: pd.DataFrame, exclude_kernels: Container[str] = ()) -> tuple[list[Kernel], np.ndarray]:
+    """Kernels of ``rows`` and their row positions; configs the type no longer accepts, and kernels
+    whose hash is in ``exclude_kernels``, are skipped."""
+    from hwlat.predictors.training import kernel_hash
+
     ks, pos = [], []
     for i, (t, c) in enumerate(zip(rows["kernel_type"], rows["config"], strict=True)):
         try:
-            ks.append(get(t).make(**json.loads(c)))
+            k = get(t).make(**json.loads(c))
         except (KeyError, ValueError, TypeError):
             continue
+        if exclude_kernels and kernel_hash(k) in exclude_kernels:
+            continue
+        ks.append(k)
         pos.append(i)
     return ks, np.asarray(pos, dtype=int)
 
@@ -192,12 +198,7 @@ def adaptive_round(store: ProfileStore, kernel_types: Collection[str] | None = N
     reports: dict[str, TypeReport] = {}
     for t in types:
         rows = df[df["kernel_type"] == t] if len(df) else df
-        ks, pos = _kernels_of(rows) if len(rows) else ([], np.zeros(0, dtype=int))
-        if exclude_kernels and ks:
-            from hwlat.predictors.training import kernel_hash
-
-            keep = [i for i, k in enumerate(ks) if kernel_hash(k) not in exclude_kernels]
-            ks, pos = [ks[i] for i in keep], pos[keep]
+        ks, pos = _kernels_of(rows, exclude_kernels) if len(rows) else ([], np.zeros(0, dtype=int))
         rep = reports[t] = TypeReport(t, len(ks))
         if len(ks) < max(min_rows, 2 * folds):
             rep.note = f"needs >= {max(min_rows, 2 * folds)} rows"
@@ -247,12 +248,7 @@ def pick_anchors(store: ProfileStore, n: int, *, seed: int, round_index: int, ru
     if n <= 0:
         return [], []
     df = training_rows(store, seed=seed, round_index=round_index, runtime=runtime, target=target)
-    ks, pos = _kernels_of(df) if len(df) else ([], np.zeros(0, dtype=int))
-    if exclude_kernels:
-        from hwlat.predictors.training import kernel_hash
-
-        keep = [i for i, k in enumerate(ks) if kernel_hash(k) not in exclude_kernels]
-        ks, pos = [ks[i] for i in keep], pos[keep]
+    ks, pos = _kernels_of(df, exclude_kernels) if len(df) else ([], np.zeros(0, dtype=int))
     if not ks:
         return [], []
     cls = np.digitize(df[target].to_numpy(dtype=np.float64)[pos], np.asarray(HostDrift().edges_ms))
