@@ -152,7 +152,8 @@ def main() -> None:
                     help="then re-measure items whose two lowest pass minima differ by more than this (0: off)")
     ap.add_argument("--max-passes", type=int, default=6, help="most passes any item gets with --confirm")
     ap.add_argument("--adaptive", type=int, default=0, metavar="ROUNDS",
-                    help="adaptive sampling rounds after the base profile (planned without held-out kernels)")
+                    help="adaptive sampling rounds 1 to ROUNDS after the base profile (planned without held-out "
+                         "kernels; rounds already in the store are resumed, so 4 after 2 adds two)")
     ap.add_argument("--adaptive-size", type=int, default=None, help="kernels per adaptive round (default 10 %%)")
     ap.add_argument("--anchors", type=float, default=0.25, metavar="SHARE",
                     help="stored training kernels measured again beside each adaptive round's new ones, as a share "

@@ -12,7 +12,7 @@ import numpy as np
 from hwlat.devices import get_device
 from hwlat.kernels.base import Kernel, get
 from hwlat.profiling import profile
-from hwlat.profiling.adaptive import adaptive_round, allocate, is_adaptive, pick_anchors
+from hwlat.profiling.adaptive import adaptive_round, allocate, is_adaptive, load_plan, pick_anchors, plan_path
 from hwlat.profiling.sources import items_for_kernels
 from hwlat.store import ProfileStore
 
@@ -83,9 +83,26 @@ def test_adaptive_round_measures_where_the_predictor_errs(hwlat_home: Path) -> N
     assert (tagged["median_ms"] > 0).all() and not df[~df["extra"].map(is_adaptive)]["extra"].map(is_adaptive).any()
 
     # resumable: the same command re-plans the same kernels and measures nothing
-    again = json.loads(hwlat(*args).stdout)["adaptive"][0]
-    assert again["planned"] == 20 and again["measured"] == 0 and again["skipped"] == 20
+    # resumable: the round's plan was saved, and the same command reads it back and measures
+    # nothing, even after other measurements changed the floors a fresh plan would start from
+    saved = plan_path(ProfileStore("local"), 0, 1)
+    assert [k.key() for k in load_plan(saved)[0].kernels] == keys
+    again_mul = [k for k in base if k.type == "mul"][::4]
+    assert profile(dev, items_for_kernels(again_mul, dev.runtime), force=True,
+                   measure={"max_time_s": 0.05}).measured == 5
+    r = hwlat(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads(r.stdout)["adaptive"][0]
+    assert again["resumed"] and again["planned"] == 20 and again["measured"] == 0 and again["skipped"] == 20
+    assert "--adaptive 2 or more adds rounds" in " ".join(r.stderr.split())  # how to get new rounds instead
     assert len(ProfileStore("local").kernels()) == 60
+
+    # a damaged plan file: one line naming it and what to do, and nothing measured or lost
+    saved.write_text('{"round": 1, "kernels": [')
+    r = hwlat(*args)
+    assert r.returncode != 0 and str(saved) in " ".join(r.stderr.split()) and "delete it" in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 3, r.stderr
+    assert len(ProfileStore("local").kernels(latest=False)) == 65
 
 
 def test_adaptive_plans_on_floors_in_passes_and_never_on_excluded_kernels(hwlat_home: Path) -> None:

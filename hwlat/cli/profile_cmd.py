@@ -192,6 +192,10 @@ def _adaptive(dev: Device, rounds: int, size: Optional[int], seed: int, types: O
     results = run_adaptive(dev, rounds, size, seed=seed, kernel_types=types, force=force, measure=measure,
                            anchors=share, runner=runner, on_plan=on_plan, on_start=on_start,
                            target="floor_ms" if in_passes else "median_ms")
+    if results and all(r.plan.resumed and not (r.summary.measured or r.summary.failed) for r in results):
+        # Rounds are numbered from 1 per seed, so repeating the command resumes instead of adding.
+        err_console.print(f"note: adaptive rounds 1-{rounds} (seed {seed}) were already measured; "
+                          f"--adaptive {rounds + 1} or more adds rounds after them, or use another --seed")
     return [r.to_dict() for r in results]
 
 
@@ -226,8 +230,9 @@ def profile_command(
     types: Optional[str] = typer.Option(None, "--types",
                                         help="Only these kernel types (comma-separated) for --suite and --adaptive."),
     adaptive: int = typer.Option(0, "--adaptive", min=0, metavar="ROUNDS",
-                                 help="After the rest, ROUNDS rounds of adaptive sampling: train on the stored "
-                                      "kernels, measure more where the out-of-fold error is largest."),
+                                 help="After the rest, adaptive rounds 1 to ROUNDS: train on the stored "
+                                      "kernels, measure more where the out-of-fold error is largest. Rounds "
+                                      "already measured (same --seed) are resumed, not repeated."),
     adaptive_size: Optional[int] = typer.Option(None, "--adaptive-size", min=1, metavar="N",
                                                 help="New kernels per adaptive round "
                                                      "(default: 10 % of the stored kernel rows)."),

@@ -6,9 +6,13 @@ to its error mass (rows outside ±10 %), and draws the new configs near the wors
 :func:`hwlat.kernels.sampling.adaptive_sample`. Rows measured in a round carry
 ``extra = {"source": "adaptive", "round": r, "seed": s}``.
 
-Rounds are resumable: round ``r`` trains on the stored rows *minus* the adaptive rows of
-rounds ``>= r`` with the same seed, and every draw is seeded by (seed, round, type), so the
-same command on the same store re-plans the same kernels and skips those already measured.
+Rounds are resumable: :func:`run_adaptive` saves each round's plan (new kernels and anchors) as
+JSON under ``<store>/adaptive/seed-<s>/round-<r>.json`` before measuring, and a later run reads
+it back instead of planning again, so it measures exactly the kernels still missing. Planning
+anew would not do: the anchors and any confirmation passes measured since change the floors the
+out-of-fold errors come from, and with them the plan. (A plan made afresh is deterministic too:
+round ``r`` trains on the stored rows minus the adaptive rows of rounds ``>= r`` of the seed,
+and every draw is seeded by (seed, round, type).)
 """
 
 from __future__ import annotations
@@ -18,17 +22,20 @@ import math
 import zlib
 from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hwlat.devices import Device
+from hwlat.errors import StoreError
 from hwlat.kernels.base import Kernel, get
 from hwlat.kernels.sampling import adaptive_sample
 from hwlat.profiling.items import Item, canonical_json
 from hwlat.profiling.runner import RunSummary, profile
 from hwlat.store import HostDrift, ProfileStore, with_floor
+from hwlat.store.profile_store import atomic_write_bytes
 
 SOURCE = "adaptive"
 #: within this relative error a prediction counts as accurate (the ±10 % accuracy metric)
@@ -61,9 +68,11 @@ class RoundPlan:
     seed: int
     kernels: list[Kernel] = field(default_factory=list)
     report: list[TypeReport] = field(default_factory=list)
+    #: True when read back from the plan a run saved earlier (resuming) rather than planned now
+    resumed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"round": self.round, "seed": self.seed, "planned": len(self.kernels),
+        return {"round": self.round, "seed": self.seed, "planned": len(self.kernels), "resumed": self.resumed,
                 "types": [asdict(r) for r in self.report]}
 
 
@@ -260,6 +269,35 @@ def pick_anchors(store: ProfileStore, n: int, *, seed: int, round_index: int, ru
     return [ks[i] for i in picked], [str(keys[i]) for i in picked]
 
 
+def plan_path(store: ProfileStore, seed: int, round_index: int) -> Path:
+    """Where :func:`run_adaptive` keeps the plan of round ``round_index`` of ``seed``."""
+    return store.path / "adaptive" / f"seed-{seed}" / f"round-{round_index}.json"
+
+
+def save_plan(path: Path, plan: RoundPlan, anchors: Sequence[Kernel], anchor_keys: Sequence[str]) -> None:
+    """Write a round's plan and its anchors (kernels and item keys) as JSON, atomically."""
+    doc = {"round": plan.round, "seed": plan.seed, "kernels": [k.to_dict() for k in plan.kernels],
+           "report": [asdict(r) for r in plan.report],
+           "anchors": [{"kernel": k.to_dict(), "item_key": key} for k, key in zip(anchors, anchor_keys, strict=True)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(doc, indent=1).encode())
+
+
+def load_plan(path: Path) -> tuple[RoundPlan, list[Kernel], list[str]]:
+    """A plan saved by :func:`save_plan`: (plan, anchor kernels, anchor item keys)."""
+    try:
+        doc = json.loads(path.read_text())
+        plan = RoundPlan(round=int(doc["round"]), seed=int(doc["seed"]), resumed=True,
+                         kernels=[get(k["type"]).make(**k["config"]) for k in doc["kernels"]],
+                         report=[TypeReport(**r) for r in doc["report"]])
+        anchors = [get(a["kernel"]["type"]).make(**a["kernel"]["config"]) for a in doc["anchors"]]
+        keys = [str(a["item_key"]) for a in doc["anchors"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise StoreError(f"adaptive plan {path} is unreadable ({type(e).__name__}: {e}); delete it to plan "
+                         "that round again (rows already measured are kept)") from None
+    return plan, anchors, keys
+
+
 Runner = Callable[[Device, list[Item], ProfileStore, list[Item]], RunSummary]
 
 
@@ -303,6 +341,9 @@ def run_adaptive(device: Device, rounds: int, n: int | None = None, *, store: Pr
     ``exclude_kernels``) handed to the runner with the new ones, to be measured again among them
     (``profile_passes(anchors=...)``), untagged. Only a runner measuring in passes can use them:
     drift is estimated from items with several rows.
+
+    Each round's plan is saved (:func:`plan_path`) before it is measured and read back by later
+    runs (``plan.resumed``), so a rerun measures only what is missing; ``force`` plans anew.
     """
     from hwlat.profiling.sources import items_for_kernels
 
@@ -318,15 +359,20 @@ def run_adaptive(device: Device, rounds: int, n: int | None = None, *, store: Pr
     for r in range(1, rounds + 1):
         if on_start:
             on_start(r)
-        plan = adaptive_round(store, kernel_types, n, seed=seed, round_index=r, runtime=device.runtime,
-                              min_rows=min_rows, folds=folds, max_ms=max_ms, target=target,
-                              exclude_kernels=exclude_kernels)
+        saved = plan_path(store, seed, r)
+        if saved.is_file() and not force:
+            plan, anchor_kernels, anchor_keys = load_plan(saved)
+        else:
+            plan = adaptive_round(store, kernel_types, n, seed=seed, round_index=r, runtime=device.runtime,
+                                  min_rows=min_rows, folds=folds, max_ms=max_ms, target=target,
+                                  exclude_kernels=exclude_kernels)
+            anchor_kernels, anchor_keys = pick_anchors(
+                store, round(anchors * len(plan.kernels)), seed=seed, round_index=r, runtime=device.runtime,
+                target=target, exclude_kernels=exclude_kernels) if plan.kernels else ([], [])
+            save_plan(saved, plan, anchor_kernels, anchor_keys)
         if on_plan:
             on_plan(plan)
         items = items_for_kernels(plan.kernels, device.runtime, tick=tick)
-        anchor_kernels, anchor_keys = pick_anchors(
-            store, round(anchors * len(plan.kernels)), seed=seed, round_index=r, runtime=device.runtime,
-            target=target, exclude_kernels=exclude_kernels) if items else ([], [])
         anchor_items = items_for_kernels(anchor_kernels, device.runtime, tick=tick) if anchor_kernels else []
         tagged = _TaggingStore(store, {"source": SOURCE, "round": r, "seed": seed}, untagged=anchor_keys)
         summary = run(device, items, tagged, anchor_items) if items else RunSummary(device=device.name, run_id="")
