@@ -92,7 +92,7 @@ def _adaptive(dev: Any, args: argparse.Namespace, console: Console, confirm: flo
         return _profile(d, items, args.max_time, console, args.passes, confirm, args.max_passes, store=st,
                         anchors=anchors)
 
-    for r in run_adaptive(dev, args.adaptive, args.adaptive_size, store=store, target=args.target,
+    for r in run_adaptive(dev, args.adaptive, args.adaptive_size, store=store, target=args.target, seed=args.adaptive_seed,
                           exclude_kernels=held, anchors=args.anchors, runner=runner,
                           on_start=lambda r: console.print(f"adaptive round {r}/{args.adaptive}: planning …")):
         console.print(f"adaptive round {r.plan.round}: planned {len(r.plan.kernels)}, {r.anchors} anchors, "
@@ -155,6 +155,8 @@ def main() -> None:
                     help="adaptive sampling rounds 1 to ROUNDS after the base profile (planned without held-out "
                          "kernels; rounds already in the store are resumed, so 4 after 2 adds two)")
     ap.add_argument("--adaptive-size", type=int, default=None, help="kernels per adaptive round (default 10 %%)")
+    ap.add_argument("--adaptive-seed", type=int, default=0,
+                    help="seed of the adaptive rounds: each seed numbers its rounds from 1, with its own saved plans")
     ap.add_argument("--anchors", type=float, default=0.25, metavar="SHARE",
                     help="stored training kernels measured again beside each adaptive round's new ones, as a share "
                          "of the round (ties the round's host speed to the store's; 0 for none)")
