@@ -92,8 +92,8 @@ def _adaptive(dev: Any, args: argparse.Namespace, console: Console, confirm: flo
         return _profile(d, items, args.max_time, console, args.passes, confirm, args.max_passes, store=st,
                         anchors=anchors)
 
-    for r in run_adaptive(dev, args.adaptive, args.adaptive_size, store=store, target=args.target, seed=args.adaptive_seed,
-                          exclude_kernels=held, anchors=args.anchors, runner=runner,
+    for r in run_adaptive(dev, args.adaptive, args.adaptive_size, store=store, target=args.target,
+                          seed=args.adaptive_seed, exclude_kernels=held, anchors=args.anchors, runner=runner,
                           on_start=lambda r: console.print(f"adaptive round {r}/{args.adaptive}: planning …")):
         console.print(f"adaptive round {r.plan.round}: planned {len(r.plan.kernels)}, {r.anchors} anchors, "
                       f"measured {r.summary.measured}; "

@@ -285,12 +285,14 @@ def save_plan(path: Path, plan: RoundPlan, anchors: Sequence[Kernel], anchor_key
 
 def load_plan(path: Path) -> tuple[RoundPlan, list[Kernel], list[str]]:
     """A plan saved by :func:`save_plan`: (plan, anchor kernels, anchor item keys)."""
+    from hwlat.predictors.features import as_kernel
+
     try:
         doc = json.loads(path.read_text())
         plan = RoundPlan(round=int(doc["round"]), seed=int(doc["seed"]), resumed=True,
-                         kernels=[get(k["type"]).make(**k["config"]) for k in doc["kernels"]],
+                         kernels=[as_kernel(k) for k in doc["kernels"]],
                          report=[TypeReport(**r) for r in doc["report"]])
-        anchors = [get(a["kernel"]["type"]).make(**a["kernel"]["config"]) for a in doc["anchors"]]
+        anchors = [as_kernel(a["kernel"]) for a in doc["anchors"]]
         keys = [str(a["item_key"]) for a in doc["anchors"]]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise StoreError(f"adaptive plan {path} is unreadable ({type(e).__name__}: {e}); delete it to plan "
