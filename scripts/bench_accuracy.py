@@ -16,7 +16,8 @@ learn ``--target floor_ms`` (why 3 %: README, "Confirmed floors").
    kernels, a test set adaptive rounds leave unchanged, and for the first draw and space kernels,
    the further draws and the adaptive kernels separately);
 2. ``--subnets-per-space`` training subnets (seed 0) and ``--test-per-space`` test subnets (seed 1000,
-   drawn on past any that are also training subnets, so each space has that many never trained on), and every zoo model (never trained on), are profiled;
+   drawn on past any that are also training subnets, so each space has that many never trained on),
+   and every zoo model (never trained on), are profiled;
 3. for each kind: ``hwlat.predictors.training.train`` → kernel-level held-out ±10 % accuracy
    (target ≥ 95 %), whole-model ±10 % on zoo + test subnets (target ≥ 90 %), RMSE, Spearman —
    both for what ``Predictor.predict`` returns (subnet model where the space has one) and for
@@ -81,7 +82,8 @@ def _test_subnets(space: str, n: int, runtime: str, train_shas: set[str], tick: 
 
     want = n
     while True:
-        te = [it for it in space_items(space, want, runtime, seed=1000, tick=tick) if it.sha256 not in train_shas]
+        drawn = space_items(space, want, runtime, seed=1000, tick=tick)
+        te = [it for it in drawn if it.sha256 not in train_shas]
         if len(te) >= n or want >= 4 * n:
             return te[:n]
         want += n - len(te)
