@@ -47,7 +47,7 @@ def test_measure_local_json(hwlat_home: Path, tmp_path: Path) -> None:
 
 def test_profile_folder_local_then_skip(hwlat_home: Path, tmp_path: Path) -> None:
     paths = model_folder(tmp_path / "models", 5)
-    hwlat("profile", "local", "--models", str(tmp_path / "models"), "--max-time", "0.3", check=True)
+    hwlat("profile", "--passes", "1", "local", "--models", str(tmp_path / "models"), "--max-time", "0.3", check=True)
     df = ProfileStore("local").models()
     assert sorted(df["name"]) == sorted(p.name for p in paths)
     assert (df["runtime_version"] != "").all() and df["fingerprint_id"].str.len().min() > 0
@@ -55,7 +55,7 @@ def test_profile_folder_local_then_skip(hwlat_home: Path, tmp_path: Path) -> Non
         assert df[c].notna().all(), c
     assert (df["min_ms"] <= df["p10_ms"]).all() and (df["p10_ms"] <= df["median_ms"]).all()
     assert (df["median_ms"] <= df["p90_ms"]).all()
-    r = hwlat("profile", "local", "--models", str(tmp_path / "models"), "--json", check=True)
+    r = hwlat("profile", "--passes", "1", "local", "--models", str(tmp_path / "models"), "--json", check=True)
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["measured"] == 0 and summary["skipped"] == 5
     fps = json.loads((hwlat_home / "local" / "device.json").read_text())["fingerprints"]
@@ -66,14 +66,14 @@ def test_profile_folder_local_then_skip(hwlat_home: Path, tmp_path: Path) -> Non
 def test_profile_over_ssh(hwlat_home: Path, tmp_path: Path, sshd) -> None:
     name = _ssh_device(hwlat_home, sshd)
     paths = model_folder(tmp_path / "models", 4)
-    r = hwlat("profile", name, "--models", str(tmp_path / "models"), "--max-time", "0.3")
+    r = hwlat("profile", "--passes", "1", name, "--models", str(tmp_path / "models"), "--max-time", "0.3")
     assert r.returncode != 0 and "unknown SSH host key" in r.stderr and "hwlat devices trust" in r.stderr
     assert len(r.stderr.strip().splitlines()[-1]) > 0
     assert not (hwlat_home / name / "models").exists()  # refused before anything was written
     hwlat("devices", "trust", name, "--yes", check=True)
     chk = json.loads(hwlat("devices", "check", name, "--json", check=True).stdout)
     assert chk["ok"] and chk["fingerprint"]["runtime"] == "onnxruntime"
-    hwlat("profile", name, "--models", str(tmp_path / "models"), "--max-time", "0.3", check=True)
+    hwlat("profile", "--passes", "1", name, "--models", str(tmp_path / "models"), "--max-time", "0.3", check=True)
     df = ProfileStore(name).models()
     assert sorted(df["name"]) == sorted(p.name for p in paths)
     assert (df["median_ms"] > 0).all() and (df["runs"] >= 10).all()
@@ -99,7 +99,7 @@ def _kill_midway_then_resume(hwlat_home: Path, tmp_path: Path, device: str, work
     folder = tmp_path / "models"
     model_folder(folder, n, heavy=True)
     env = dict(os.environ)
-    proc = subprocess.Popen([*HWLAT, "profile", device, "--models", str(folder), "--max-time", "0.5"],
+    proc = subprocess.Popen([*HWLAT, "profile", "--passes", "1", device, "--models", str(folder), "--max-time", "0.5"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     store = ProfileStore(device)
     deadline = time.time() + 120
@@ -113,7 +113,7 @@ def _kill_midway_then_resume(hwlat_home: Path, tmp_path: Path, device: str, work
     assert proc.returncode != 0 and "agent" in err.strip().splitlines()[-1]
     before = store.read("models")
     assert 3 <= len(before) < n
-    r = hwlat("profile", device, "--models", str(folder), "--max-time", "0.3", check=True)
+    r = hwlat("profile", "--passes", "1", device, "--models", str(folder), "--max-time", "0.3", check=True)
     after = store.read("models")
     assert len(after) == n and after["item_key"].is_unique and after["name"].is_unique
     assert set(before["row_id"]) <= set(after["row_id"])  # rows measured before the kill are kept as they were
@@ -145,9 +145,9 @@ def test_profile_model_kernels(hwlat_home: Path, tmp_path: Path) -> None:
 
     folder = tmp_path / "models"
     export_module(*zoo.get("mobilenet_v3_small"), "onnx", folder / "mnv3s.onnx")
-    r = hwlat("profile", "local", "--model-kernels", "--suite", "quick")
+    r = hwlat("profile", "--passes", "1", "local", "--model-kernels", "--suite", "quick")
     assert r.returncode != 0 and "--model-kernels needs --models DIR or --zoo" in r.stderr
-    r = hwlat("profile", "local", "--models", str(folder), "--model-kernels", "--max-time", "0.05", "--json",
+    r = hwlat("profile", "--passes", "1", "local", "--models", str(folder), "--model-kernels", "--max-time", "0.05", "--json",
               check=True)
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     want = {json.dumps(k, sort_keys=True) for k in
@@ -158,7 +158,7 @@ def test_profile_model_kernels(hwlat_home: Path, tmp_path: Path) -> None:
     assert got == {json.dumps(json.loads(w), sort_keys=True, separators=(",", ":")) for w in want}
     assert list(st.models()["name"]) == ["mnv3s.onnx"]
     assert summary["measured"] == len(want) + 1 and not summary["failed"]
-    again = hwlat("profile", "local", "--models", str(folder), "--model-kernels", "--json", check=True).stdout
+    again = hwlat("profile", "--passes", "1", "local", "--models", str(folder), "--model-kernels", "--json", check=True).stdout
     assert json.loads(again[again.index("{"):])["measured"] == 0
 
 
@@ -192,7 +192,7 @@ def test_profiled_model_files_become_whole_model_training_data(hwlat_home: Path,
 
     files = model_folder(tmp_path / "m", 3)
     single = model_folder(tmp_path / "one", 5)[-1]
-    hwlat("profile", "local", "--models", str(tmp_path / "m"), "--max-time", "0.05", check=True)
+    hwlat("profile", "--passes", "1", "local", "--models", str(tmp_path / "m"), "--max-time", "0.05", check=True)
     hwlat("measure", str(single), "--device", "local", "--max-time", "0.05", check=True)
     md = model_data(ProfileStore("local"), "onnxruntime")
     assert sorted(md.names) == sorted(p.name for p in [*files, single]) and md.spaces == [None] * 4
@@ -205,7 +205,7 @@ def test_profiled_model_files_become_whole_model_training_data(hwlat_home: Path,
     assert files[0].name not in md.names and len(md.names) == 3
     why = dict(md.skipped)[files[0].name]
     assert "hwlat profile local --models DIR" in why and "not measured again" in why
-    again = hwlat("profile", "local", "--models", str(tmp_path / "m"), "--json", check=True).stdout
+    again = hwlat("profile", "--passes", "1", "local", "--models", str(tmp_path / "m"), "--json", check=True).stdout
     assert json.loads(again[again.index("{"):])["measured"] == 0
     assert files[0].name in model_data(ProfileStore("local"), "onnxruntime").names
     # a damaged record skips only its model, with a note naming the file; profiling again rewrites it
@@ -215,5 +215,5 @@ def test_profiled_model_files_become_whole_model_training_data(hwlat_home: Path,
     assert sorted(md.names) == sorted(p.name for p in [files[0], files[2], single])
     why = dict(md.skipped)[files[1].name]
     assert str(record) in why and "unreadable" in why and "hwlat profile local --models DIR" in why
-    hwlat("profile", "local", "--models", str(tmp_path / "m"), check=True)
+    hwlat("profile", "--passes", "1", "local", "--models", str(tmp_path / "m"), check=True)
     assert files[1].name in model_data(ProfileStore("local"), "onnxruntime").names

@@ -97,7 +97,7 @@ def test_quick_subset_through_cli_over_pty(tmp_path: Path, pty_board: str) -> No
                 profiles / "devices.toml")
     env = {**os.environ, "HWLAT_PROFILES": str(profiles), "HWLAT_DEVICES": str(profiles / "devices.toml")}
     p = subprocess.run([sys.executable, "-m", "hwlat", "profile", "tflm-pty", "--models", str(models), "--json",
-                        "--max-time", "0.2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                        "--max-time", "0.2", "--passes", "1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     summary = json.loads(p.stdout[p.stdout.find("{"):])
     assert summary["error"] is None, p.stderr[-2000:]
     failed = {f["name"]: f["reason"] for f in summary["failed"]}

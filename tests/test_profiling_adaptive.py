@@ -66,7 +66,8 @@ def test_adaptive_round_measures_where_the_predictor_errs(hwlat_home: Path) -> N
     assert all(get(k.type).make(**k.config) == k for k in plan.kernels)
 
     # the CLI measures exactly that plan (same store, same seed), tagged as adaptive round 1
-    args = ("profile", "local", "--adaptive", "1", "--adaptive-size", "20", "--max-time", "0.05", "--json")
+    args = ("profile", "local", "--adaptive", "1", "--adaptive-size", "20", "--max-time", "0.05", "--passes", "1",
+            "--json")
     r = hwlat(*args)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout)
@@ -131,8 +132,8 @@ def test_adaptive_plans_on_floors_in_passes_and_never_on_excluded_kernels(hwlat_
     # the CLI measures adaptive rounds in passes too: every new kernel gets 2 rows, and by default
     # a quarter of the round's size of stored kernels is measured again in both passes, untagged
     before = stored_counts(store)
-    r = hwlat("profile", "local", "--adaptive", "1", "--adaptive-size", "6", "--passes", "2",
-              "--max-time", "0.05", "--json")
+    r = hwlat("profile", "local", "--adaptive", "1", "--adaptive-size", "6", "--passes", "2", "--confirm", "0",
+              "--max-time", "0.05", "--json")  # --confirm 0: exactly two passes, no confirmation
     assert r.returncode == 0, r.stderr[-2000:]
     (rnd,) = json.loads(r.stdout)["adaptive"]
     assert rnd["anchors"] == 2 and rnd["measured"] == 6 + 2 and not rnd["failed"]
@@ -150,7 +151,7 @@ def test_adaptive_cli_errors_are_one_line(hwlat_home: Path) -> None:
     assert r.returncode != 0 and "unknown kernel type(s) nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = hwlat("profile", "--all", "--adaptive", "1")
     assert r.returncode != 0 and "one device at a time" in r.stderr
-    r = hwlat("profile", "local", "--adaptive", "1", "--anchors", "0.5")
+    r = hwlat("profile", "local", "--adaptive", "1", "--passes", "1", "--anchors", "0.5")
     assert r.returncode != 0 and "--anchors needs --passes" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = hwlat("profile", "local", "--suite", "quick", "--anchors", "0.5")
-    assert r.returncode != 0 and "--anchors goes with --adaptive" in r.stderr
+    r = hwlat("profile", "local", "--suite", "quick", "--passes", "1", "--anchors", "0.5")
+    assert r.returncode != 0 and "--anchors needs --passes" in r.stderr

@@ -124,9 +124,10 @@ def test_a_later_campaign_is_tied_to_the_store_through_its_anchors() -> None:
     for p in range(3):
         batch = [(f"n{i}", new_effect[i]) for i in range(400)]
         batch += [(f"k{i}", float(old[old["item_key"] == f"k{i}"]["min_ms"].min())) for i in anchor]
-        for j in rng.permutation(len(batch)):
+        # shuffled as profile_passes shuffles them: anchors land in every 2-min bin of the pass
+        for pos, j in enumerate(rng.permutation(len(batch))):
             key, ms = batch[j]
-            t = day + dt.timedelta(minutes=p * 10 + 10 * j / len(batch))
+            t = day + dt.timedelta(minutes=p * 10 + 10 * pos / len(batch))
             later.append({"item_key": key, "min_ms": ms * 1.06 * (1 + rng.uniform(0, 0.002)),
                           "finished_at": t.isoformat().replace("+00:00", "Z")})
     rows = pd.concat([old, pd.DataFrame(later)], ignore_index=True)
@@ -138,3 +139,88 @@ def test_a_later_campaign_is_tied_to_the_store_through_its_anchors() -> None:
     assert abs(ratio_new / ratio_old - 1.0) < 0.006
     raw = with_floor(latest, rows).set_index("item_key")["floor_ms"]
     assert np.median(raw[[f"n{i}" for i in range(400)]].to_numpy() / new_effect) > 1.055  # uncorrected
+
+
+def _shuffled(n_items: int, passes: int, start_min: float, prefix: str, seed: int, level: float = 1.0,
+              sigma: float = 0.03, slow_share: float = 0.2) -> pd.DataFrame:
+    """A campaign on a host with no drift: ``passes`` passes of 10 min, each in a new order, every
+    row's ``min_ms`` = the item's effect x ``level`` x log-normal noise, and ``slow_share`` of rows
+    caught in a slow speed state (x 1.3-1.9, as a tiny kernel on a shared VM)."""
+    rng = np.random.default_rng(seed)
+    effect = np.exp(rng.uniform(-4.0, 2.0, n_items))  # 0.02-7 ms: every size class
+    rows = []
+    for p in range(passes):
+        for pos, i in enumerate(rng.permutation(n_items)):
+            t = T0 + dt.timedelta(minutes=start_min + p * 10 + 10 * pos / n_items)
+            slow = rng.uniform(1.3, 1.9) if rng.random() < slow_share else 1.0
+            rows.append({"item_key": f"{prefix}{i}", "finished_at": t.isoformat().replace("+00:00", "Z"),
+                         "min_ms": effect[i] * level * slow * np.exp(rng.normal(0, sigma))})
+    return pd.DataFrame(rows)
+
+
+def test_pure_noise_in_disconnected_campaigns_gives_factors_of_exactly_one() -> None:
+    """Two campaigns a day apart, sharing no item, on a host with no drift (the second one 8 %
+    slower all day, which nothing in the store can tell from the items being slower): every bin
+    is fitted, none is corrected, no level is moved."""
+    for seed in range(4):
+        a = _shuffled(400, 3, 0.0, "a", seed)
+        b = _shuffled(400, 3, 24 * 60, "b", seed + 100, level=1.08)
+        rows = pd.concat([a, b], ignore_index=True)
+        drift = HostDrift().fit(rows)
+        assert len(drift.table) >= 40  # most 2-min bins of both campaigns fitted, in three classes
+        assert sum(v["solved"] == 2 for v in drift.components.values()) >= 2  # one component per campaign
+        assert np.all(drift.factor(rows) == 1.0), drift.summary()
+        assert drift.trusted
+
+
+def test_a_slowdown_in_one_campaign_is_found_there_only() -> None:
+    """The same two campaigns with the first one's second pass 5 % slow: found in that pass (within
+    1 point), and the second campaign, not tied to the first, keeps factors of exactly 1."""
+    a = _shuffled(400, 3, 0.0, "a", 7)
+    t = pd.to_datetime(a["finished_at"], format="ISO8601")
+    late = t >= pd.Timestamp(T0 + dt.timedelta(minutes=10))
+    early = t < pd.Timestamp(T0 + dt.timedelta(minutes=20))
+    in_pass = (late & early).to_numpy()
+    a.loc[in_pass, "min_ms"] *= 1.05
+    b = _shuffled(400, 3, 24 * 60, "b", 8)
+    rows = pd.concat([a, b], ignore_index=True)
+    f = HostDrift().fit(rows).factor(rows)
+    in_a = np.arange(len(rows)) < len(a)
+    assert abs(np.median(f[in_a][in_pass]) / np.median(f[in_a][~in_pass]) - 1.05) < 0.01
+    assert np.all(f[~in_a] == 1.0)
+
+
+def test_an_implausible_fit_falls_back_to_no_correction_with_a_warning(tmp_path, caplog) -> None:
+    """A host 40 % slower for a whole pass is beyond what a drift correction should mend: the fit
+    is not trusted, divides nothing out, and training says so."""
+    import logging
+
+    from hwlat.predictors.training import host_drift
+    from hwlat.store import ProfileStore
+
+    rows = _rows(200, 3, {1: 1.4})
+    drift = HostDrift().fit(rows)
+    assert drift.table and not drift.trusted and "beyond" in drift.reason
+    assert np.all(drift.factor(rows) == 1.0)
+    assert drift.summary()["trusted"] is False
+
+    store = ProfileStore("drifty", root=tmp_path)
+    store.append("kernels", [{**r, "median_ms": r["min_ms"] * 1.01, "mean_ms": r["min_ms"] * 1.01,
+                              "kernel_type": "add", "config": "{}"} for r in rows.to_dict("records")])
+    with caplog.at_level(logging.WARNING, logger="hwlat.predictors.training"):
+        assert not host_drift(store).trusted
+    said = [r.getMessage() for r in caplog.records]
+    assert any("not trusted" in m and "hwlat doctor drifty" in m for m in said)
+
+
+def test_a_table_that_invents_drift_is_not_trusted() -> None:
+    """A table claiming 15 % in one pass of a steady store (within the plausible spread) spreads
+    each item's rows apart when divided out, and disagrees with the rows' own median ratios."""
+    rows = _rows(200, 3, {})
+    fitted = HostDrift().fit(rows)
+    assert fitted.trusted and np.allclose(fitted.factor(rows), 1.0, atol=0.003)
+    invented = HostDrift(table={k: (np.log(1.15) if i % 3 == 0 else 0.0)
+                                for i, k in enumerate(sorted(fitted.table))})
+    assert not invented.assess(rows) and not invented.trusted
+    assert "spreads" in invented.reason or "disagree" in invented.reason
+    assert np.all(invented.factor(rows) == 1.0)

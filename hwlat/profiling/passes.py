@@ -77,6 +77,61 @@ def unconfirmed_floors(store: ProfileStore, keys: Collection[str], within: float
     return out
 
 
+#: Share of a campaign's new items measured again among them as anchors, on a store that
+#: already holds kernels (as adaptive rounds do: ``hwlat.profiling.adaptive.ANCHOR_SHARE``).
+ANCHOR_SHARE = 0.25
+
+
+def store_anchors(device: Device, items: Sequence[Item], store: ProfileStore, *, share: float = ANCHOR_SHARE,
+                  seed: int = 0) -> list[Item]:
+    """Stored kernels to measure again among a new campaign's ``items`` (:func:`profile_passes`'s
+    ``anchors``): ``share`` of the items not stored yet, spread over the drift fit's size classes
+    (:func:`hwlat.profiling.adaptive.pick_anchors`). Without them the drift fit has nothing tying
+    the campaign's host speed to the store's, and its items keep whatever level the host had that
+    hour. Empty when the store holds no kernels, nothing is new, or ``share`` is 0. Kernels a
+    ``hwlat train`` at its default hold-out share scores on are never picked: re-measuring one
+    would lower the label it is scored on."""
+    from hwlat.predictors.training import is_holdout, kernel_hash
+    from hwlat.profiling.adaptive import pick_anchors
+    from hwlat.profiling.sources import items_for_kernels
+
+    if share <= 0 or not items:
+        return []
+    fp = store.latest_fingerprint()
+    if not fp:
+        return []
+    keys = {k for _, k in _keyed(device, list(items), fp)}
+    counts = stored_counts(store)
+    new = sum(counts.get(k, 0) == 0 for k in keys)
+    if not new:
+        return []
+    # Round index past any adaptive round: no stored row is left out, and the draw is its own.
+    rnd = 1 << 30
+    rows = store.kernels(latest=True, expand=False)
+    held: set[str] = set()  # at `hwlat train`'s default --holdout 0.2
+    for t, c in zip(rows.get("kernel_type", []), rows.get("config", []), strict=True):
+        h = _hash_of(str(t), str(c), kernel_hash)
+        if h and is_holdout(h, 0.2):
+            held.add(h)
+    kernels, anchor_keys = pick_anchors(store, round(share * new) + len(keys & set(counts)), seed=seed,
+                                        round_index=rnd, runtime=device.runtime, target="floor_ms",
+                                        exclude_kernels=held)
+    # stored items of this campaign are measured by it anyway; anchors are the other stored ones
+    picked = [k for k, key in zip(kernels, anchor_keys, strict=True) if key not in keys][:round(share * new)]
+    return items_for_kernels(picked, device.runtime) if picked else []
+
+
+def _hash_of(kernel_type: str, config: str, kernel_hash: Callable[[Any], str]) -> str | None:
+    import json
+
+    from hwlat.kernels.base import get
+
+    try:
+        return kernel_hash(get(kernel_type).make(**json.loads(config)))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
 def profile_passes(device: Device, items: list[Item], store: ProfileStore | None = None, *, passes: int = 2,
                    seed: int = 0, measure: dict[str, Any] | None = None, runner: Runner | None = None,
                    confirm: float | None = None, max_passes: int | None = None,
