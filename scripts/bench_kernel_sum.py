@@ -73,7 +73,7 @@ def main() -> None:
     skipped: list[dict] = []
     with simple_progress("decomposing + exporting kernels") as tick:
         for i, (_, it) in enumerate(models):
-            dec = kernels_of(it.file, runtime=dev.runtime)
+            dec = kernels_of(it.ensure_file(), runtime=dev.runtime)  # released after an earlier run
             if dec.unsupported:
                 skipped.append({"model": it.name, "unsupported": [u["op_type"] for u in dec.unsupported]})
             keys = []

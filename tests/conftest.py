@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import onnx
 import pytest
 import tomli_w
 from onnx import TensorProto, helper, numpy_helper
-from sshd_server import SSHD, sshd_available
+from sshd_server import SSHD, require_sshd
 
 
 @pytest.fixture()
@@ -54,13 +53,28 @@ def model_folder(folder: Path, n: int, heavy: bool = False) -> list[Path]:
     return [conv_model(folder / f"conv_c{c}_hw{hw}.onnx", c, hw) for c, hw in sizes[:n]]
 
 
+# Fixtures that start an sshd; a test that uses one is an ``ssh`` test even if nobody marked it.
+SSHD_FIXTURES = frozenset({"sshd", "fleet", "netns_sshd"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SSHD_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ssh)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Every ``ssh`` test skips (or, under HWLAT_REQUIRE_SSHD=1, fails) here, before any of its
+    fixtures runs, so a missing sshd reads the same for all of them and never as an error."""
+    if item.get_closest_marker("ssh"):
+        require_sshd()
+
+
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHD]:
-    why = sshd_available()
-    if why:
-        if os.environ.get("HWLAT_REQUIRE_SSHD"):  # CI sets this: a missing sshd must fail, not skip
-            pytest.fail(why)
-        pytest.skip(why)
+    require_sshd()  # also here, for a test that reaches this fixture some other way
     server = SSHD(tmp_path_factory.mktemp("sshd")).start()
     yield server
     server.stop()

@@ -17,11 +17,29 @@ SSHD_BIN = shutil.which("sshd") or "/usr/sbin/sshd"
 
 def sshd_available() -> str | None:
     """None when a test sshd can run here, else the reason it cannot."""
-    if not os.path.exists(SSHD_BIN):
+    if not os.access(SSHD_BIN, os.X_OK):
         return "OpenSSH sshd not installed (apt-get install openssh-server)"
     if not shutil.which("ssh-keygen"):
-        return "ssh-keygen not installed"
+        return "ssh-keygen not installed (apt-get install openssh-client)"
     return None
+
+
+def sshd_required() -> bool:
+    """True under ``HWLAT_REQUIRE_SSHD=1`` (as .ci/run sets), where a missing sshd is a failure."""
+    return os.environ.get("HWLAT_REQUIRE_SSHD", "") not in ("", "0")
+
+
+def require_sshd() -> None:
+    """Skip the running test, with one reason shared by every SSH test, when no sshd can run here;
+    under ``HWLAT_REQUIRE_SSHD=1`` fail it instead, so CI cannot pass by skipping them all."""
+    import pytest  # here, not at the top: scripts import this module without pytest
+
+    why = sshd_available()
+    if why is None:
+        return
+    if sshd_required():
+        pytest.fail(f"HWLAT_REQUIRE_SSHD=1 but {why}", pytrace=False)
+    pytest.skip(why)
 
 
 def free_port() -> int:

@@ -3,13 +3,12 @@ run (`hwlat profile --all`) over several devices on separate sshd instances, one
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd_server import SSHD, sshd_available
+from sshd_server import SSHD, require_sshd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import faultlib as fl  # noqa: E402
@@ -28,11 +27,7 @@ def test_two_profile_processes_one_store(tmp_path: Path, same_device: bool) -> N
 
 @pytest.fixture()
 def fleet(tmp_path: Path) -> Iterator[list[SSHD]]:
-    why = sshd_available()
-    if why:
-        if os.environ.get("HWLAT_REQUIRE_SSHD"):  # CI: a missing sshd must fail, not skip
-            pytest.fail(why)
-        pytest.skip(why)
+    require_sshd()
     servers = [SSHD(tmp_path / f"sshd{i}").start() for i in range(4)]
     try:
         yield servers

@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import faultlib as fl  # noqa: E402
+from sshd_server import require_sshd  # noqa: E402
 
 pytestmark = pytest.mark.ssh
 
@@ -42,6 +43,7 @@ def test_device_reboot_with_new_workdir(tmp_path: Path, sshd) -> None:
 
 @pytest.fixture()
 def netns_sshd(tmp_path: Path) -> Iterator[fl.NetnsSSHD]:
+    require_sshd()  # first: without sshd, the namespace would be built for nothing
     why = fl.netns_unavailable()
     if why:  # root-only facility: the session-kill test still covers cut connections
         pytest.skip(f"link faults need a network namespace: {why}")

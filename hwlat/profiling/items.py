@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,21 @@ class Item:
     space: str | None = None
     arch: Any = None
     _sha: str | None = field(default=None, repr=False)
+    #: Writes ``file`` again when it is not there: set for exports hwlat makes itself (kernels,
+    #: subnets, zoo models), whose files the export cache releases once they are measured.
+    export: Callable[[], object] | None = field(default=None, repr=False, compare=False)
 
     @property
     def sha256(self) -> str:
         if self._sha is None:
-            self._sha = file_sha256(self.file)
+            self._sha = file_sha256(self.ensure_file())
         return self._sha
+
+    def ensure_file(self) -> Path:
+        """The item's file, exported again first if the export cache released it."""
+        if self.export is not None and not self.file.is_file():
+            self.export()
+        return self.file
 
     @property
     def fmt(self) -> str:

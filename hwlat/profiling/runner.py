@@ -142,6 +142,19 @@ def _row(item: Item, ev: dict[str, Any], key: str, run_id: str, fp: dict[str, An
     return row
 
 
+def _put_item(sess: Session, item: Item, rel: str) -> None:
+    """Upload ``item``'s file, exporting it again if it was released from the export cache, also
+    when another hwlat process releases it between the export and the upload."""
+    for attempt in range(3):
+        path = item.ensure_file()
+        try:
+            sess.put_file(path, rel)
+            return
+        except (OSError, DeviceError):
+            if attempt == 2 or item.export is None or path.is_file():
+                raise
+
+
 def _run_once(sess: Session, device: Device, todo: list[tuple[Item, str]], store: ProfileStore, run_id: str,
               fp: dict[str, Any], measure: dict[str, Any], summary: RunSummary, force: bool,
               progress: Progress | None, done_offset: int, total: int) -> list[tuple[Item, str]]:
@@ -150,7 +163,7 @@ def _run_once(sess: Session, device: Device, todo: list[tuple[Item, str]], store
     manifest_items = []
     for i, (item, key) in enumerate(todo):
         rel = f"models/{i:05d}{item.file.suffix.lower()}"
-        sess.put_file(item.file, rel)
+        _put_item(sess, item, rel)
         by_id[key] = (item, key)
         manifest_items.append({"id": key, "file": rel, "name": item.name})
     manifest = {"protocol_version": PROTOCOL_VERSION, "run_id": run_id, "runtime": device.runtime,
