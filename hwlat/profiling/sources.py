@@ -13,6 +13,7 @@ import numpy as np
 
 from hwlat.export.formats import SUFFIX, export_module, export_seeded, format_for
 from hwlat.paths import profiles_root
+from hwlat.profiling.export_cache import released_sha
 from hwlat.profiling.items import Item
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ log = logging.getLogger("hwlat")
 
 
 def cache_dir(kind: str, fmt: str) -> Path:
-    """Exported models are cached by content key under ``<profiles>/.cache``."""
+    """Exported models are cached by content key under ``<profiles>/.cache`` (see
+    :mod:`hwlat.profiling.export_cache`: released once measured, exported again on demand)."""
     return profiles_root() / ".cache" / kind / fmt
 
 
@@ -39,30 +41,54 @@ def kernel_items(suite: str, runtime: str, seed: int = 0, tick: Tick | None = No
     return items_for_kernels(kernels, runtime, tick=tick)
 
 
+def _export_tflite_kernel(kernel: Kernel, folder: Path, quantize: str | None) -> Path:
+    """One kernel exported again to tflite after the cache released it."""
+    from hwlat.errors import ModelFileError
+    from hwlat.export.tflite_export import export_kernels
+    from hwlat.kernels.export import kernel_hash
+
+    o = export_kernels([kernel], folder, quantize=quantize, workers=1)[0]
+    if o.path is None:
+        raise ModelFileError(f"kernel {kernel.type} {kernel_hash(kernel)} could not be exported to tflite "
+                             f"again ({o.error}); run `hwlat cache clear --kind kernels` and profile again")
+    return o.path
+
+
 def items_for_kernels(kernels: Sequence[Kernel], runtime: str, tick: Tick | None = None) -> list[Item]:
-    """Items for ``kernels``, exported once to the runtime's format (cached by content)."""
-    from hwlat.kernels.export import export_kernel
+    """Items for ``kernels`` in the runtime's format, exported now unless a run already measured and
+    released them (then each is exported again only if it is measured again)."""
+    from hwlat.kernels.export import export_kernel, export_path
 
     fmt = format_for(runtime)
-    paths: dict[int, Path] = {}
+    if fmt.startswith("tflite"):
+        import hwlat.export.tflite_export  # noqa: F401  (registers the tflite kernel exporters)
+    folder = cache_dir("kernels", fmt)
+    paths = {i: export_path(k, fmt, folder) for i, k in enumerate(kernels)}
+    fresh = [i for i in paths if released_sha(paths[i]) is None]
+    export: Callable[[Kernel], object]
     if fmt.startswith("tflite"):
         # litert-torch takes seconds per model: convert in parallel worker processes, skip failures
         from hwlat.export.tflite_export import export_kernels
 
-        outcomes = export_kernels(kernels, cache_dir("kernels", fmt), quantize="int8" if fmt == "tflite_int8" else None)
-        paths = {i: o.path for i, o in enumerate(outcomes) if o.path is not None}
+        quantize = "int8" if fmt == "tflite_int8" else None
+        outcomes = export_kernels([kernels[i] for i in fresh], folder, quantize=quantize)
         failed = [o for o in outcomes if o.path is None]
         if failed:  # reported, never silently dropped
             log.warning("%d of %d kernels could not be exported to %s and are skipped; first: %s: %s",
                         len(failed), len(outcomes), fmt, failed[0].kernel.type, failed[0].error)
-        kernels_ok = [(i, k) for i, k in enumerate(kernels) if i in paths]
+        bad = {i for i, o in zip(fresh, outcomes) if o.path is None}
+        kernels_ok = [(i, k) for i, k in enumerate(kernels) if i not in bad]
+        export = partial(_export_tflite_kernel, folder=folder, quantize=quantize)
     else:
+        for i in fresh:
+            export_kernel(kernels[i], fmt, folder)
         kernels_ok = list(enumerate(kernels))
+        export = partial(export_kernel, fmt=fmt, out_dir=folder)
     out = []
     for i, k in kernels_ok:
-        path = paths.get(i) or export_kernel(k, fmt, cache_dir("kernels", fmt))
+        path = paths[i]
         out.append(Item(table="kernels", name=f"{k.type}:{path.stem}", file=path,
-                        kernel_type=k.type, config=dict(k.config)))
+                        kernel_type=k.type, config=dict(k.config), export=partial(export, k)))
         if tick:
             tick(len(out), len(kernels_ok))
     return out
@@ -84,12 +110,17 @@ def _sample_archs(space: object, samples: int, seed: int) -> list:
     return archs
 
 
+def subnet_path(space: Any, arch: object, fmt: str, folder: Path) -> Path:
+    """Where :func:`subnet_file` exports the subnet ``arch`` of ``space`` in ``folder``."""
+    digest = hashlib.sha256(f"{space.name}:{space.key(arch)}".encode()).hexdigest()[:16]
+    return folder / f"{space.name}-{digest}.{SUFFIX[fmt]}"
+
+
 def subnet_file(space: Any, arch: object, fmt: str, folder: Path) -> Path:
     """The subnet ``arch`` of ``space`` exported as ``fmt`` in ``folder`` (once: the name is the
     arch's digest and the weights are seeded by it, so a subnet is the same file, and the same store
     item, wherever it is exported)."""
-    digest = hashlib.sha256(f"{space.name}:{space.key(arch)}".encode()).hexdigest()[:16]
-    path = folder / f"{space.name}-{digest}.{SUFFIX[fmt]}"
+    path = subnet_path(space, arch, fmt, folder)
     if not path.exists():
         export_seeded(partial(space.build, arch), space.input_shape(arch), fmt, path, path.name)
     return path
@@ -97,15 +128,22 @@ def subnet_file(space: Any, arch: object, fmt: str, folder: Path) -> Path:
 
 def space_items(space_name: str, samples: int, runtime: str, seed: int = 0,
                 tick: Tick | None = None) -> list[Item]:
-    """Items for ``samples`` distinct random subnets of a search space (exported once, cached)."""
+    """Items for ``samples`` distinct random subnets of a search space (exported now unless a run
+    already measured and released them)."""
     from hwlat.spaces import get_space
 
     space = get_space(space_name)
     fmt = format_for(runtime)
+    folder = cache_dir(f"spaces/{space_name}", fmt)
     out = []
     for arch in _sample_archs(space, samples, seed):
-        path = subnet_file(space, arch, fmt, cache_dir(f"spaces/{space_name}", fmt))
-        out.append(Item(table="models", name=path.name, file=path, space=space_name, arch=arch))
+        export = partial(subnet_file, space, arch, fmt, folder)
+        path = subnet_path(space, arch, fmt, folder)
+        sha = released_sha(path)
+        if sha is None:
+            export()
+        out.append(Item(table="models", name=path.name, file=path, space=space_name, arch=arch, _sha=sha,
+                        export=export))
         if tick:
             tick(len(out), samples)
     return out
@@ -158,7 +196,7 @@ def _model_decomposition(it: Item, runtime: str) -> tuple[list[Kernel], list[dic
     from hwlat.errors import HwlatError
 
     rt = runtime if runtime in runtimes() else "onnxruntime"
-    onnx_file = it.file if it.file.suffix.lower() == ".onnx" else it.file.with_suffix(".onnx")
+    onnx_file = it.ensure_file() if it.file.suffix.lower() == ".onnx" else it.file.with_suffix(".onnx")
     try:
         if onnx_file.is_file():
             dec = kernels_of(onnx_file, runtime=rt)
@@ -217,19 +255,79 @@ def record_model_kernels(models: Sequence[Item], runtime: str) -> list[tuple[str
     return skipped
 
 
+def zoo_file(name: str, fmt: str, folder: Path | None = None) -> Path:
+    """Zoo model ``name`` exported as ``fmt`` in ``folder`` (default: the export cache), unless it is there."""
+    from hwlat import zoo
+
+    path = (folder or cache_dir("zoo", fmt)) / f"{name}.{SUFFIX[fmt]}"
+    if not path.exists():
+        module, shape = zoo.get(name)  # seeded: the same weights, so the same file, every time
+        export_module(module, shape, fmt, path)
+    return path
+
+
 def zoo_items(runtime: str, names: list[str] | None = None, tick: Tick | None = None) -> list[Item]:
-    """Items for the model zoo (classic networks written in code)."""
+    """Items for the model zoo (classic networks written in code), exported now unless a run already
+    measured and released them."""
     from hwlat import zoo
 
     fmt = format_for(runtime)
     names = names or zoo.names()
     out = []
     for i, name in enumerate(names):
+        export = partial(zoo_file, name, fmt)
         path = cache_dir("zoo", fmt) / f"{name}.{SUFFIX[fmt]}"
-        if not path.exists():
-            module, shape = zoo.get(name)  # seeded: the same weights, so the same file, every time
-            export_module(module, shape, fmt, path)
-        out.append(Item(table="models", name=name, file=path, space="zoo", arch=name))
+        sha = released_sha(path)
+        if sha is None:
+            export()
+        out.append(Item(table="models", name=name, file=path, space="zoo", arch=name, _sha=sha, export=export))
         if tick:
             tick(i + 1, len(names))
+    return out
+
+
+def corpus_path(spec: Any, fmt: str, folder: Path | None = None) -> Path:
+    """Where :func:`corpus_file` exports corpus model ``spec`` (a :class:`hwlat.corpus.ModelSpec`)."""
+    # under spaces/: the export cache releases these once measured and they are exported again on demand
+    return (folder or cache_dir("spaces/corpus", fmt)) / f"{spec.name}.{SUFFIX[fmt]}"
+
+
+def corpus_file(spec: Any, fmt: str, folder: Path | None = None) -> Path:
+    """Corpus model ``spec`` exported as ``fmt``, unless it is there (weights are seeded by the spec, so
+    it is the same file, and the same store item, wherever it is exported). A non-ONNX export gets its
+    ONNX export beside it too: kernel lists are decomposed from ONNX."""
+    from hwlat import corpus
+
+    path = corpus_path(spec, fmt, folder)
+    if not path.exists():
+        export_module(corpus.build(spec), spec.input_shape, fmt, path)
+    onnx_path = path.with_suffix(".onnx")
+    if fmt != "onnx" and not onnx_path.exists():
+        export_module(corpus.build(spec), spec.input_shape, "onnx", onnx_path)
+    return path
+
+
+def corpus_items(families: Sequence[str], samples: int, runtime: str, seed: int = 0,
+                 tick: Tick | None = None, resolution: int | None = None) -> list[Item]:
+    """Items for ``samples`` corpus models spread evenly over ``families`` (:func:`hwlat.corpus.balanced`:
+    more samples later keep these), exported now unless a run already measured and released them.
+
+    They are stored as model files (no space) whose arch is the spec, family included, so training
+    reads the kernel list recorded for the file, as it does for a user's models. ``resolution``
+    fixes every model's input size (drawn per model when None).
+    """
+    from hwlat import corpus
+
+    fmt = format_for(runtime)
+    out = []
+    for spec in corpus.balanced(list(families), samples, seed, resolution):
+        export = partial(corpus_file, spec, fmt)
+        path = corpus_path(spec, fmt)
+        sha = released_sha(path)
+        if sha is None:
+            export()
+        out.append(Item(table="models", name=path.name, file=path, arch=spec.to_dict(), _sha=sha,
+                        export=export))
+        if tick:
+            tick(len(out), samples)
     return out
