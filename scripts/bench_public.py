@@ -35,7 +35,7 @@ from hwlat.predictors.gbdt import GBDTRegressor  # noqa: E402
 from hwlat.predictors.help_data import SPACES, arch_features, load_help  # noqa: E402
 from hwlat.predictors.metrics import report, spearman  # noqa: E402
 from hwlat.predictors.mlp import MLPRegressor  # noqa: E402
-from hwlat.predictors.transfer import transfer_curve  # noqa: E402
+from hwlat.predictors.transfer import arch_smoothed_sources, transfer_curve  # noqa: E402
 
 # ---- protocol (from shared/data/help/README.md, i.e. HELP's README) ---------------------------
 # HELP's NB201 hardware-embedding archs: the 10 target samples HELP measures on a new device.
@@ -53,6 +53,9 @@ PROTOCOL: dict[str, dict[str, list[str]]] = {
     "ofa": {"sources": ["2080ti_1", "2080ti_32", "2080ti_64", "titan_xp_1", "titan_xp_32", "titan_xp_64"],
             "targets": ["titan_rtx_1", "titan_rtx_32", "titan_rtx_64", "v100_1", "v100_32", "v100_64"]},
 }
+
+# Simulated accelerators (estimates, not timings): their ±10 % figures are reported apart.
+ESTIMATED = ("eyeriss", "fpga")
 
 # Published Spearman rho on the unseen device with 10 target samples (HELP README, Tables 2/3).
 PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
@@ -128,6 +131,10 @@ def bench_transfer(space: str, X: np.ndarray, names: list[str], lat: Any, seeds:
     idx = np.random.default_rng(seed).permutation(len(X))[:1000]
     S_pred = np.stack([GBDTRegressor(**SOURCE_GBDT, seed=seed).fit(X[idx], S_meas[idx, j]).predict(X)
                        for j in range(S_meas.shape[1])], axis=1)
+    # Headline variant: measured + arch-smoothed sources + FLOPs/bytes, chosen leave-one-source-out
+    # among the meta-train devices (see arch_smoothed_sources); the targets were not consulted.
+    S_msc = np.hstack([S_meas, arch_smoothed_sources(S_meas, X, seed=seed)]
+                      + ([np.maximum(X[:, cost_cols], 1.0)] if cost_cols else []))
     fixed = {10: HELP_NB201_SAMPLES} if space == "nb201" else None
     out: dict[str, Any] = {"sources": proto["sources"], "targets": {}, "curve": {}}
     # FLOPs proxy row: the space's own FLOPs count (hwlat.spaces cost model) as the "prediction".
@@ -138,6 +145,7 @@ def bench_transfer(space: str, X: np.ndarray, names: list[str], lat: Any, seeds:
         variants = [("measured_sources", S_meas), ("predicted_sources", S_pred)]
         if S_cost is not None:
             variants.append(("measured_plus_cost_sources", S_cost))
+        variants.append(("measured_smoothed_cost_sources", S_msc))
         for variant, S in variants:
             rows = transfer_curve(S, X, y, ns=(10,), seeds=tuple(range(seeds)), fixed_samples=fixed, score_on="all")
             rhos = [r["spearman"] for r in rows]
@@ -147,12 +155,14 @@ def bench_transfer(space: str, X: np.ndarray, names: list[str], lat: Any, seeds:
         row["best_single_source_spearman"] = max(spearman(y, S_meas[:, j]) for j in range(S_meas.shape[1]))
         if flops is not None:
             row["flops_spearman"] = spearman(y, flops)
-        curve = transfer_curve(S_meas, X, y, ns=tuple(curve_ns), seeds=tuple(range(seeds)), score_on="rest")
-        out["curve"][tgt] = [{k: r[k] for k in ("n_samples", "seed", "spearman", "acc10", "mape", "residual")}
-                             for r in curve]
+        keep = ("n_samples", "seed", "spearman", "acc10", "mape", "residual", "coverage90")
+        for name, S in (("curve", S_msc), ("curve_measured", S_meas)):
+            curve = transfer_curve(S, X, y, ns=tuple(curve_ns), seeds=tuple(range(seeds)), score_on="rest")
+            out.setdefault(name, {})[tgt] = [{k: r[k] for k in keep} for r in curve]
         out["targets"][tgt] = row
         log(f"  [{space}] -> {tgt:>14} rho@10 measured={row['measured_sources']['spearman_mean']:.3f} "
-            f"predicted={row['predicted_sources']['spearman_mean']:.3f}")
+            f"predicted={row['predicted_sources']['spearman_mean']:.3f} "
+            f"measured+smoothed+cost={row['measured_smoothed_cost_sources']['spearman_mean']:.3f}")
     return out
 
 
@@ -203,16 +213,38 @@ def _print_tables(results: dict[str, Any]) -> None:
         if all("measured_plus_cost_sources" in tr["targets"][d] for d in targets):
             add("ours: transfer, measured src + FLOPs/bytes (mean)",
                 [tr["targets"][d]["measured_plus_cost_sources"]["spearman_mean"] for d in targets])
+        if all("measured_smoothed_cost_sources" in tr["targets"][d] for d in targets):
+            add(f"ours: transfer, measured + smoothed src + FLOPs/bytes ({first})",
+                [tr["targets"][d]["measured_smoothed_cost_sources"]["spearman_first"] for d in targets])
+            add("ours: transfer, measured + smoothed src + FLOPs/bytes (mean)",
+                [tr["targets"][d]["measured_smoothed_cost_sources"]["spearman_mean"] for d in targets])
         con.print(t)
-        ns = sorted({r["n_samples"] for rows in tr["curve"].values() for r in rows})
-        c = Table(title=f"(b) {space}: transfer curve, mean Spearman / acc±10 % on the other archs vs N")
-        c.add_column("target")
-        for n in ns:
-            c.add_column(f"N={n}", justify="right")
-        for d, rows in tr["curve"].items():
-            c.add_row(d, *[f"{np.mean([r['spearman'] for r in rows if r['n_samples'] == n]):.3f} / "
-                           f"{np.mean([r['acc10'] for r in rows if r['n_samples'] == n]):.2f}" for n in ns])
-        con.print(c)
+        for key, what in (("curve", "measured + smoothed src + FLOPs/bytes"), ("curve_measured", "measured src")):
+            if key not in tr:
+                continue
+            ns = sorted({r["n_samples"] for rows in tr[key].values() for r in rows})
+            c = Table(title=f"(b) {space}: transfer curve ({what}), mean on the other archs vs N: "
+                            f"Spearman / ±10 % / in 90 % interval")
+            c.add_column("target")
+            for n in ns:
+                c.add_column(f"N={n}", justify="right")
+
+            def cell(rows: list[dict[str, Any]], n: int) -> str:
+                sel = [r for r in rows if r["n_samples"] == n]
+                cov = [r["coverage90"] for r in sel if r.get("coverage90") is not None]
+                return (f"{np.mean([r['spearman'] for r in sel]):.3f} / {100 * np.mean([r['acc10'] for r in sel]):.1f} %"
+                        + (f" / {100 * np.mean(cov):.0f} %" if cov else ""))
+
+            for d, rows in tr[key].items():
+                c.add_row(d, *[cell(rows, n) for n in ns])
+            # eyeriss/fpga are simulator estimates, not timings: their mean is reported apart
+            for label, group in (("mean, measured devices", [d for d in tr[key] if d not in ESTIMATED]),
+                                 ("mean, eyeriss/fpga (estimates)", [d for d in tr[key] if d in ESTIMATED])):
+                if group:
+                    c.add_row(label, *[f"{np.mean([np.mean([r['spearman'] for r in tr[key][d] if r['n_samples'] == n]) for d in group]):.3f} / "
+                                       f"{100 * np.mean([np.mean([r['acc10'] for r in tr[key][d] if r['n_samples'] == n]) for d in group]):.1f} %"
+                                       for n in ns])
+            con.print(c)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1000,100", help="training-set sizes for part (a)")
     ap.add_argument("--all-devices", action="store_true", help="part (a) on every device, not one per family")
     ap.add_argument("--seeds", type=int, default=5, help="random draws of the N target samples in part (b)")
+    ap.add_argument("--no-subnet", action="store_true", help="skip part (a), the per-device subnet predictors")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 devices, size 100, 2 draws, N<=20")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REPO / "bench_results" / "bench_public.json")
@@ -252,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                    "source_gbdt": {**SOURCE_GBDT, "configs": list(SOURCE_GBDT["configs"]), "n_train": 1000},
                    "protocol": PROTOCOL, "help_nb201_samples": HELP_NB201_SAMPLES,
                    "transfer_model": "mean of ridge / NNLS / LOO-weighted single-source maps on log source latencies"
-                                     " + ridge residual on arch features (N>=20, kept if LOO improves)"},
+                                     " + ridge residual on arch features (N>=20, kept if LOO improves); "
+                                     "headline sources: measured + arch-smoothed (ridge on 1000 archs) + "
+                                     "FLOPs/bytes"},
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
                         "libraries": library_versions()},
         "published": PUBLISHED, "subnet": [], "transfer": {},
@@ -268,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         devices = data.devices if args.all_devices else SUBNET_DEVICES[space]
         if args.quick:
             devices = devices[:2]
-        results["subnet"] += bench_subnet(space, X, data.latency, devices, sizes, args.seed, log)
+        if not args.no_subnet:
+            results["subnet"] += bench_subnet(space, X, data.latency, devices, sizes, args.seed, log)
         results["transfer"][space] = bench_transfer(space, X, names, data.latency, seeds, curve_ns, args.seed, log)
     results["elapsed_s"] = round(time.monotonic() - start, 1)
     _print_tables(results)
