@@ -90,6 +90,28 @@ class SlotTable:
         """(n, NA) aggregates of many archs, or None when the input form is not vectorisable."""
         raise NotImplementedError
 
+    # -- pickling (hwlat.oracle.portable): the tables travel, the model and the space module do not --
+    #: attributes rebuilt after unpickling instead of pickled (a module object, the model, caches)
+    _TRANSIENT: tuple[str, ...] = ("preds", "_py")
+
+    def prebuild(self) -> None:
+        """Build the tables every query of the default form needs, before the table is pickled."""
+        raise NotImplementedError
+
+    def attach(self, model: Any) -> None:
+        """After unpickling: the model that builds tables still missing (e.g. ofa_mbv3 width 1.2)."""
+        self.preds = KernelPredictions(model)
+
+    def _restore(self) -> None:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._restore()
+
 
 # ---- OFA MobileNetV3 -----------------------------------------------------------------------------
 
@@ -110,6 +132,24 @@ class MBv3Table(SlotTable):
         self.ks_set = {k: i for i, k in enumerate(m.KS)}
         self.e_set = {e: i for i, e in enumerate(m.ES)}
         self.r_index = {r: i for i, r in enumerate(m.RS)}
+
+    _TRANSIENT = ("preds", "_py", "m")
+
+    def prebuild(self) -> None:
+        self.build(0)  # width 1.0: the space's sampler and every encoding without "wid"
+
+    def _restore(self) -> None:
+        from hwlat.spaces import ofa_mbv3 as m
+
+        self.m = m
+        self.preds = getattr(self, "preds", None)
+        self._py = {wi: self._rows(wi) for wi in self.block}
+
+    def _rows(self, wi: int) -> list[list[list[tuple[float, ...]]]]:
+        """Per-arch lookups read Python tuples: summing them beats numpy indexing for one arch."""
+        block = self.block[wi]
+        return [[[tuple(block[ri, s, c]) for c in range(10)] for s in range(self.m.N_BLOCKS)]
+                for ri in range(len(self.m.RS))]
 
     # -- building ----------------------------------------------------------------------------------
     def _stage_inputs(self, r: int, wid: float) -> list[tuple[int, int, int, int]]:
@@ -163,8 +203,7 @@ class MBv3Table(SlotTable):
             block[:, slot] = per_stage[:, st, 1 if pos == 0 else 0]
         self.block[wi] = block
         self.fixed[wi] = agg[len(lists):]
-        self._py[wi] = [[[tuple(block[ri, s, c]) for c in range(10)] for s in range(m.N_BLOCKS)]
-                        for ri in range(len(m.RS))]
+        self._py[wi] = self._rows(wi)
 
     # -- lookups -----------------------------------------------------------------------------------
     def key(self, arch: Any) -> tuple[int, ...] | None:
@@ -370,6 +409,22 @@ class FBNetTable(SlotTable):
         self._py: list[list[tuple[float, ...]]] = []
         self.op_index = {o: i for i, o in enumerate(f.OPS)}
 
+    _TRANSIENT = ("preds", "_py", "f")
+
+    def prebuild(self) -> None:
+        self.build()
+
+    def _restore(self) -> None:
+        from hwlat.spaces import fbnet as f
+
+        self.f = f
+        self.preds = getattr(self, "preds", None)
+        self._py = [] if self.layer is None else self._rows()
+
+    def _rows(self) -> list[list[tuple[float, ...]]]:
+        assert self.layer is not None
+        return [[tuple(self.layer[li, o]) for o in range(len(self.f.OPS))] for li in range(self.f.N_LAYERS)]
+
     def build(self) -> None:
         if self.layer is not None:
             return
@@ -385,7 +440,7 @@ class FBNetTable(SlotTable):
         agg = self.preds.aggregate_lists(lists + [fixed])
         self.layer = agg[:-1].reshape(f.N_LAYERS, len(f.OPS), NA)
         self.fixed = agg[-1]
-        self._py = [[tuple(self.layer[li, o]) for o in range(len(f.OPS))] for li in range(f.N_LAYERS)]
+        self._py = self._rows()
 
     def key(self, arch: Any) -> tuple[int, ...] | None:
         if type(arch) is not list or len(arch) != self.f.N_LAYERS:
