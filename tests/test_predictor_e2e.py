@@ -158,6 +158,24 @@ def test_out_of_range_and_unseen_types_are_flagged(trained: dict) -> None:
     assert mha.pooled_types == ["mha"] and mha.kernels[0]["model"] == "_pooled"
 
 
+def test_interval_widens_for_what_training_never_covered(trained: dict) -> None:
+    """A prediction resting on out-of-range or unseen kernels gets at least the novelty half-width;
+    one inside the training data keeps the kernel models' own interval."""
+    from hwlat.kernels import get
+    from hwlat.predictors.whole_model import NOVEL_KERNEL_LOG_HW
+
+    pred = trained["gbdt"].predictor
+    inside = pred.predict([get("dwconv").make(h=28, w=28, c=64, k=3, s=1, act="relu")])
+    big = pred.predict([get("conv_bn_act").make(h=512, w=512, cin=512, cout=512, k=7, s=1, groups=1,
+                                                act="relu", residual=0)])
+    mha = pred.predict([get("mha").make(t=197, d=192, heads=3)])
+    for p in (big, mha):
+        assert np.log(p.high_ms / p.latency_ms) >= NOVEL_KERNEL_LOG_HW - 1e-9
+        assert np.log(p.latency_ms / p.low_ms) >= NOVEL_KERNEL_LOG_HW - 1e-9
+    if not inside.out_of_range:
+        assert np.log(inside.high_ms / inside.latency_ms) < NOVEL_KERNEL_LOG_HW
+
+
 def test_refuses_other_device_schema_and_fingerprint(trained: dict, profile_root: Path, tmp_path: Path) -> None:
     from hwlat.predictors.predictor import Predictor
     from hwlat.store import ProfileStore

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from hwlat.store import ProfileStore
 
-ARGS = ("quickstart", "--subnets", "8", "--subnet-kernels", "2", "--zoo", "mobilenet_v3_small", "--kind", "gbdt",
-        "--passes", "2", "--max-passes", "3", "--max-time", "0.05", "--json")
+ARGS = ("quickstart", "--subnets", "8", "--subnet-kernels", "2", "--zoo", "mobilenet_v3_small", "--corpus", "4",
+        "--kind", "gbdt", "--passes", "2", "--max-passes", "3", "--max-time", "0.05", "--json")
 
 
 def _quickstart(root: Path) -> subprocess.CompletedProcess:
@@ -50,6 +50,11 @@ def test_quickstart_profiles_in_passes_trains_and_predicts_a_zoo_model(tmp_path:
     assert shown["low_ms"] <= shown["predicted_ms"] <= shown["high_ms"]
     assert abs(shown["error"] - (shown["predicted_ms"] / floor - 1.0)) < 1e-9
     assert all(Path(p, "predictor.json").is_file() for p in out["predictors"])
+    # four corpus networks of four families, measured whole, join the whole-model stage's check
+    assert len([n for n in models["name"].unique() if n.endswith(".onnx")]) == 4
+    lofo = out["leave_one_family_out"]["gbdt"]
+    assert lofo["families"] >= 5 and 0.0 <= lofo["within_10"] <= 1.0
+    assert lofo["stage"] in ("plain", "affine", "plain+residual", "affine+residual")
 
     # resumable: a second run measures nothing new and keeps every row
     before = len(kernels) + len(models)
@@ -59,3 +64,5 @@ def test_quickstart_profiles_in_passes_trains_and_predicts_a_zoo_model(tmp_path:
     assert out2["profile"]["measured"] == 0 and out2["profile"]["skipped"] == out["passes"][0]["planned"]
     after = len(store.kernels(latest=False, expand=False)) + len(store.models(latest=False))
     assert after >= before
+    # both runs released their exported models when they ended: markers keep the items' keys
+    assert not list((root / ".cache").rglob("*.onnx")) and list((root / ".cache").rglob("*.onnx.sha256"))

@@ -1,7 +1,8 @@
 """`hwlat quickstart`: profile → train → evaluate → predict on a local device, in minutes.
 
-Resumable: exports are cached and measured items are skipped, so an interrupted quickstart
-continues where it stopped.
+Resumable: measured items are skipped, so an interrupted quickstart continues where it stopped.
+Exported models are released from the cache when it ends (a marker keeps each one's key), and
+exported again only if they must be measured again (`hwlat cache` shows what is kept).
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import typer
 
 from hwlat.cli.common import console, err_console, fmt_ms, print_json
 from hwlat.errors import ConfigError, HwlatError
+from hwlat.profiling.export_cache import releasing_exports
 
 DEFAULT_ZOO = ("mobilenet_v3_small", "mobilenet_v2", "resnet18")
+#: the corpus networks of the quickstart are small: the check needs many families, not big models
+CORPUS_RESOLUTION = 128
 
 
+@releasing_exports  # exported models are needed only while they are measured
 def quickstart_command(
     device: str = typer.Option("local", "--device", "-d", help="Device to profile (built-in: local, local-2t, …)."),
     subnets: int = typer.Option(40, "--subnets", help="Random ofa_mbv3 subnets to profile."),
@@ -24,6 +29,11 @@ def quickstart_command(
                                                  help="Also profile the kernels of this many of those subnets, one "
                                                       "by one: the space's own kernels (default 20; 5 with --fast)."),
     zoo_models: str = typer.Option(",".join(DEFAULT_ZOO), "--zoo", help="Comma-separated zoo models to profile."),
+    corpus_models: Optional[int] = typer.Option(
+        None, "--corpus", min=0, help="Whole models of this many corpus networks, one family after another at "
+                                      f"{CORPUS_RESOLUTION}x{CORPUS_RESOLUTION} (default: one per family; 0 with "
+                                      "--fast): the networks of other families on which the whole-model stage is "
+                                      "chosen and checked (their kernels are not measured alone)."),
     passes: Optional[int] = typer.Option(None, "--passes", min=1,
                                          help="Measurement passes per item; with 2+ the predictors learn the "
                                               "lowest time over the passes (default 2; 1 with --fast)."),
@@ -38,17 +48,26 @@ def quickstart_command(
     json_out: bool = typer.Option(False, "--json", help="JSON summary for scripting."),
 ) -> None:
     """The main job: profile the quick kernel suite, some ofa_mbv3 subnets (and the kernels of some of
-    them) and a few zoo models on DEVICE in confirmed passes, train the predictors, print held-out
-    accuracy and a zoo model's prediction next to its measurement."""
-    from hwlat import zoo
+    them), a few zoo models and one small network of each corpus family on DEVICE in confirmed passes,
+    train the predictors, print held-out accuracy, the leave-one-family-out accuracy on networks of
+    other families, and a zoo model's prediction next to its measurement."""
+    from hwlat import corpus, zoo
     from hwlat.cli.predict_cmd import _metric_table, summary_rows, training_progress
     from hwlat.cli.progress import profiling_progress, simple_progress
     from hwlat.devices import Device, get_device
     from hwlat.predictors.training import is_holdout, train
     from hwlat.profiling import Item, profile
-    from hwlat.profiling.passes import profile_passes
+    from hwlat.profiling.passes import profile_passes, store_anchors
     from hwlat.profiling.runner import RunSummary
-    from hwlat.profiling.sources import kernel_items, space_items, space_kernel_items, zoo_items
+    from hwlat.profiling.sources import (
+        corpus_items,
+        file_kernels_path,
+        kernel_items,
+        record_model_kernels,
+        space_items,
+        space_kernel_items,
+        zoo_items,
+    )
     from hwlat.store import ProfileStore, with_floor
 
     t0 = time.monotonic()
@@ -87,6 +106,13 @@ def quickstart_command(
     if names:
         with _maybe(simple_progress, "exporting zoo models", quiet) as tick:
             items += zoo_items(dev.runtime, names, tick=tick)
+    n_corpus = corpus_models if corpus_models is not None else (0 if fast else len(corpus.families()))
+    corpus_whole: list[Item] = []
+    if n_corpus:
+        with _maybe(simple_progress, f"exporting {n_corpus} corpus networks", quiet) as tick:
+            corpus_whole = corpus_items(corpus.families(), n_corpus, dev.runtime, seed=0, tick=tick,
+                                        resolution=CORPUS_RESOLUTION)
+        items += corpus_whole
     timings["export_s"] = time.monotonic() - t
 
     # 2. profile (resumable), in passes
@@ -99,8 +125,11 @@ def quickstart_command(
         with profiling_progress(d.name) as cb:
             return profile(d, its, st, force=force, measure=measure, progress=cb)
 
+    # On a store grown by earlier campaigns, stored kernels re-measured among the new items tie this
+    # run's host speed to the store's (the drift fit needs items measured in both).
+    anchors = store_anchors(dev, items, store) if passes > 1 else []
     runs = profile_passes(dev, items, store, passes=passes, runner=run, confirm=confirm if passes > 1 else None,
-                          max_passes=max_passes)
+                          max_passes=max_passes, anchors=anchors)
     timings["profile_s"] = time.monotonic() - t
     summary = runs[0]
     error = next((r.error for r in runs if r.error), None)
@@ -112,6 +141,12 @@ def quickstart_command(
                       f"already stored {summary.skipped}, failed {len(failed)} of {summary.planned}")
         for n, why in list(failed.items())[:5]:
             err_console.print(f"  [red]failed[/] {n}: {why}")
+    # training reads a model file's kernels from the list recorded for its content
+    for it in corpus_whole:
+        if not file_kernels_path(it.sha256, dev.runtime).is_file():
+            it.ensure_file()
+    for n, why in record_model_kernels(corpus_whole, dev.runtime):
+        err_console.print(f"  [yellow]note[/]: {n}: {why}")
 
     # 3. train + evaluate
     results = []
@@ -145,10 +180,11 @@ def quickstart_command(
                               "held_out": is_holdout(str(row["item_key"]), res.predictor.manifest["holdout"]),
                               "error": p.latency_ms / measured - 1.0})
             break
+    lofo = {r.predictor.kind: _lofo(r.predictor.manifest) for r in results}
     timings["total_s"] = time.monotonic() - t0
     if json_out:
         print_json({"device": dev.name, "profile": summary.to_dict(), "passes": [r.to_dict() for r in runs],
-                    "target": target, "timings": timings, "zoo_prediction": shown,
+                    "target": target, "timings": timings, "zoo_prediction": shown, "leave_one_family_out": lofo,
                     "evaluation": {r.predictor.kind: r.evaluation["summary"] for r in results},
                     "predictors": [str(r.directory) for r in results]})
         return
@@ -158,9 +194,25 @@ def quickstart_command(
                       f"{'(fastest of the passes) ' if s['statistic'] == 'floor_ms' else ''}"
                       f"{fmt_ms(s['measured_ms'])} ms, error {100 * s['error']:+.1f} % "
                       f"({'held out' if s['held_out'] else 'its measurement was in the training data'})")
+    for k, f in lofo.items():
+        if f:
+            console.print(f"[bold]networks of families it was not fitted on[/] ({k}): {100 * f['within_10']:.0f} % "
+                          f"within ±10 % (leave-one-family-out over {f['families']} families of measured whole "
+                          f"models; whole-model stage: {f['stage']})")
     console.print(f"done in {timings['total_s']:.0f} s (export {timings['export_s']:.0f} s, profiling "
                   f"{timings['profile_s']:.0f} s). Next: `hwlat predict MODEL.onnx --device {dev.name}`, "
                   f"`hwlat eval {dev.name} --plot eval.png`")
+
+
+def _lofo(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The whole-model stage's leave-one-family-out figure from a predictor's manifest (None when
+    too few families were measured to hold one out)."""
+    st = manifest.get("whole_model_stage") or {}
+    within = (st.get("logo_within_10") or {}).get(st.get("chosen"))
+    if within is None:
+        return None
+    return {"within_10": float(within), "mape": float(st["logo_mape"][st["chosen"]]),
+            "families": int(st["families"]), "stage": str(st["chosen"])}
 
 
 class _Null:

@@ -81,26 +81,33 @@ class KernelSumModel:
 class PredictorModel:
     """Adapter for :class:`hwlat.predictors.predictor.Predictor`.
 
-    Reproduces ``Predictor._combine`` vectorised: latency = the device's affine overhead fit
-    ``max(a·Σ + b·n + c, 0.1·Σ)``, interval = kernel half-widths in quadrature combined in log space
+    Reproduces ``Predictor._combine`` vectorised: latency = the affine overhead fit of ``space``
+    (``Predictor.overhead_for``) ``max(a·Σ + b·n + c, 0.1·Σ)``, interval = kernel half-widths in quadrature combined in log space
     with the overhead fit's residual spread. That is additive (exactly) unless the predictor kept its
     whole-model residual GBDT or is a transfer predictor; then ``additive`` is False and the oracle
     asks the predictor per arch.
     """
 
-    def __init__(self, predictor: Any, residual: bool = True) -> None:
+    def __init__(self, predictor: Any, residual: bool = True, space: str | None = None) -> None:
         self.predictor = predictor
+        #: the search space whose archs this model serves: they take that space's own overhead fit
+        self.space = space
         self.device = str(predictor.device)
         self.kind = str(getattr(predictor, "kind", ""))
         #: False: the whole-model residual GBDT is left out, so the model stays additive (table path)
         self.residual = residual
-        has_res = getattr(predictor, "residual", None) is not None
+        # the residual applies only where the general overhead does (not to a space with its own fit)
+        has_res = getattr(predictor, "residual", None) is not None and self._overhead() is predictor.overhead
         self.additive = (not has_res or not residual) and self.kind != "transfer"
         self.runtime = str(getattr(predictor, "runtime", "onnxruntime"))
 
+    def _overhead(self) -> Any:
+        pick = getattr(self.predictor, "overhead_for", None)
+        return pick(self.space) if pick is not None else self.predictor.overhead
+
     def affine(self) -> tuple[np.ndarray, float]:
         """Mean latency = a·Σ + b·n + c before the fit's floor of 0.1·Σ."""
-        ov = self.predictor.overhead
+        ov = self._overhead()
         return np.array([ov.a, ov.b, 0.0, 0.0]), float(ov.c)
 
     def predict_kernels(self, kernels: Sequence[Kernel]) -> Triple:
@@ -110,7 +117,7 @@ class PredictorModel:
     def combine(self, agg: np.ndarray) -> Triple:
         agg = np.atleast_2d(np.asarray(agg, dtype=np.float64))
         S, n, sq_lo, sq_hi = agg[:, 0], agg[:, 1], agg[:, 2], agg[:, 3]
-        ov = self.predictor.overhead
+        ov = self._overhead()
         lat = np.maximum(ov.a * S + ov.b * n + ov.c, 0.1 * S)
         Ssafe = np.maximum(S, 1e-300)
         k_lo = np.log(Ssafe / np.maximum(Ssafe - np.sqrt(sq_lo), 1e-3 * Ssafe))
@@ -133,12 +140,12 @@ class PredictorModel:
         return np.asarray(m, np.float64), np.asarray(lo, np.float64), np.asarray(hi, np.float64)
 
 
-def as_latency_model(pred: Any, residual: bool = True) -> Any:
+def as_latency_model(pred: Any, residual: bool = True, space: str | None = None) -> Any:
     """The oracle's view of ``pred``: an hwlat Predictor, an object already following
     :class:`LatencyModel`, or anything with ``predict_kernels`` (plain kernel sum).
     ``residual=False`` leaves an hwlat Predictor's whole-model residual out (see :class:`PredictorModel`)."""
     if hasattr(pred, "overhead") and hasattr(pred, "predict_archs"):
-        return PredictorModel(pred, residual=residual)
+        return PredictorModel(pred, residual=residual, space=space)
     if hasattr(pred, "combine") and hasattr(pred, "predict_kernels") and hasattr(pred, "additive"):
         return pred
     if hasattr(pred, "predict_kernels"):

@@ -83,8 +83,13 @@ def evaluate(pred: Any, store: ProfileStore | None = None, *, train_keys: dict[s
     mres: dict[str, Any] = {"kernel_sum": None, "subnet": None, "default": None, "n": len(idx)}
     if idx:
         sub = md.subset(idx)
-        m, lo, hi = pred.predict_kernel_lists(sub.kernels)
         spaces = np.array([s or "model files" for s in sub.spaces])
+        m, lo, hi = np.zeros(len(idx)), np.zeros(len(idx)), np.zeros(len(idx))
+        for s in sorted(set(spaces)):  # a space's archs take its own overhead, other models the general one
+            sel = np.flatnonzero(spaces == s)
+            sp = sub.spaces[int(sel[0])]
+            m[sel], lo[sel], hi[sel] = pred.predict_kernel_lists([sub.kernels[i] for i in sel],
+                                                                 sp if sp and sp != "zoo" else None)
         dm, dlo, dhi, method = pred.predict_models(sub.spaces, sub.archs, sub.kernels)
         ks_res: dict[str, Any] = {"overall": _report(sub.y, m, lo, hi), "per_space": {}}
         for s in sorted(set(spaces)):

@@ -361,30 +361,3 @@ def fit_residual(F: np.ndarray, ratio: np.ndarray, seed: int = 0) -> Any:
     from hwlat.predictors.gbdt import DEFAULT_CONFIGS, GBDTRegressor
 
     return GBDTRegressor(configs=DEFAULT_CONFIGS[1:2] + DEFAULT_CONFIGS[3:4], budget_s=3.0, seed=seed).fit(F, ratio)
-
-
-def residual_helps(S: np.ndarray, N: np.ndarray, F: np.ndarray, y: np.ndarray, n_folds: int = 5,
-                   seed: int = 0) -> dict[str, Any]:
-    """K-fold check of the residual correction on whole models: overhead alone vs with residual.
-
-    Both variants refit their overhead model inside each fold, so the comparison is held-out.
-    Returns ``{"helps": bool, "mape_without", "mape_with", "n"}``; ``helps`` needs ≥ 20 models
-    and a held-out MAPE at least 5 % (relative) lower.
-    """
-    n = len(y)
-    if n < 20:
-        return {"helps": False, "n": n, "reason": "fewer than 20 whole-model measurements"}
-    rng = np.random.default_rng(seed)
-    folds = np.array_split(rng.permutation(n), n_folds)
-    p0, p1 = np.zeros(n), np.zeros(n)
-    for i, va in enumerate(folds):
-        tr = np.concatenate([f for j, f in enumerate(folds) if j != i])
-        ov = OverheadModel().fit(S[tr], N[tr], y[tr])
-        base_tr = ov.predict(S[tr], N[tr])
-        res = fit_residual(F[tr], y[tr] / base_tr, seed)
-        base_va = ov.predict(S[va], N[va])
-        p0[va] = base_va
-        p1[va] = base_va * res.predict(F[va])
-    m0 = float(np.mean(np.abs(p0 - y) / y))
-    m1 = float(np.mean(np.abs(p1 - y) / y))
-    return {"helps": bool(m1 < 0.95 * m0), "mape_without": m0, "mape_with": m1, "n": n, "folds": n_folds}

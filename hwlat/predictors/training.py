@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -31,14 +33,15 @@ from hwlat.predictors.kernel_models import (
     POOLED,
     KernelLevelModel,
     OverheadModel,
-    fit_residual,
-    residual_helps,
     whole_model_parts,
 )
 from hwlat.predictors.predictor import MANIFEST, PREDICTOR_SCHEMA_VERSION, Predictor, predictor_dir
 from hwlat.predictors.range_check import RangeCheck
 from hwlat.predictors.subnet import MIN_SUBNETS, SubnetModel
+from hwlat.predictors.whole_model import MIN_SPACE_MODELS, fit_stage, model_family
 from hwlat.store import HostDrift, ProfileStore, with_floor
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 TRAIN_KEYS = "train_keys.json"
@@ -70,8 +73,16 @@ def resolve_target(store: ProfileStore, target: str = "auto") -> str:
 
 def host_drift(store: ProfileStore) -> HostDrift:
     """The host's speed drift over the store's passes, fitted on its kernel rows; ``floor_ms``
-    labels (kernels and whole models alike) are taken with it divided out."""
-    return HostDrift().fit(store.kernels(latest=False, expand=False))
+    labels (kernels and whole models alike) are taken with it divided out, unless the fit is not
+    trusted (``HostDrift.trusted``), when it divides out nothing and a warning says so."""
+    drift = HostDrift().fit(store.kernels(latest=False, expand=False))
+    if drift.table and not drift.trusted:
+        # Dividing labels by a fit that invented drift once cost 28 points of held-out accuracy;
+        # uncorrected floors are what the store measured, so fall back to them and say so.
+        log.warning("host-speed drift fit for %r not trusted (%s); floor_ms labels are taken as measured. "
+                    "`hwlat doctor %s` shows how well the store's floors reproduce", store.device,
+                    drift.reason, store.device)
+    return drift
 
 
 # ---- data -----------------------------------------------------------------------------------------
@@ -163,13 +174,16 @@ def _cached(cache: Path, decompose: Callable[[], Decomposition]) -> Decompositio
 def _zoo_kernels(name: str, sha: str, runtime: str, root: Path) -> Decomposition:
     """Kernels of a zoo model, decomposed once per (file hash, runtime) and cached as JSON."""
     def decompose() -> Decomposition:
-        from hwlat import zoo
         from hwlat.decompose import kernels_of, runtimes
-        from hwlat.profiling.sources import cache_dir
+        from hwlat.profiling.sources import cache_dir, zoo_file
 
         rt = runtime if runtime in runtimes() else "onnxruntime"
         f = cache_dir("zoo", "onnx") / f"{name}.onnx"
-        dec = kernels_of(f, runtime=rt) if f.is_file() else kernels_of(*zoo.get(name), runtime=rt)
+        if f.is_file():
+            dec = kernels_of(f, runtime=rt)
+        else:  # released from the cache: decompose the same export, made again in a scratch folder
+            with tempfile.TemporaryDirectory(prefix="hwlat-zoo-") as tmp:
+                dec = kernels_of(zoo_file(name, "onnx", Path(tmp)), runtime=rt)
         return list(dec.kernels), list(dec.unsupported)
 
     return _cached(records_dir(root, runtime) / f"{name}-{sha[:16]}.json", decompose)
@@ -312,10 +326,11 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
 
     target = resolve_target(store, target)
     drift = host_drift(store) if target == "floor_ms" else None
-    if drift is not None and drift.table:
+    if drift is not None and drift.table and drift.trusted:  # an untrusted fit was warned about
         cls = drift.summary()["classes"].values()
-        notes.append(f"host speed drifted {min(c['p5_pct'] for c in cls):+.1f} to {max(c['p95_pct'] for c in cls):+.1f} % "
-                     f"(5-95 % of {drift.bin_s / 60:.0f}-min bins) over the passes; divided out of the floor_ms labels")
+        notes.append(f"host speed drifted {min(c['p5_pct'] for c in cls):+.1f} to "
+                     f"{max(c['p95_pct'] for c in cls):+.1f} % (5-95 % of {drift.bin_s / 60:.0f}-min bins) "
+                     "over the passes; divided out of the floor_ms labels")
     kd = kernel_data(store, target, drift)
     if not kd.kernels:
         raise PredictorError(f"no kernel measurements for device {device!r} in {store.path}; run "
@@ -355,26 +370,37 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
     }
     pred = Predictor(device, kind, manifest, km, OverheadModel())
 
-    # whole-model overhead (+ residual) on the training models
+    # whole-model stage: per-space overheads, and for other models whichever of plain sum / overhead /
+    # residual did best on held-out families (hwlat.predictors.whole_model)
     res_X = res_y = None
+    S = N = F = np.zeros(0)
     if len(mtrain.y):
         if progress:
-            progress("whole-model overhead", 0, 1)
+            progress("whole-model stage", 0, 1)
         kms = [pred.predict_kernels(ks, return_interval=False) for ks in mtrain.kernels]
         S, N, F = whole_model_parts(mtrain.kernels, kms, types)
-        pred.overhead = OverheadModel().fit(S, N, mtrain.y)
-        check = residual_helps(S, N, F, mtrain.y, seed=seed) if residual else {"helps": False, "reason": "disabled"}
-        manifest["residual"] = {"kept": bool(check["helps"]), "check": check}
-        if check["helps"]:
+        fams = [model_family(n, s, a) for n, s, a in zip(mtrain.names, mtrain.spaces, mtrain.archs, strict=True)]
+        stage = fit_stage(S, N, F, mtrain.y, fams, mtrain.spaces, residual=residual, seed=seed)
+        pred.overhead, pred.space_overhead = stage.overhead, stage.space_overhead
+        manifest["whole_model_stage"] = stage.report
+        manifest["residual"] = {"kept": stage.residual is not None, "check": stage.report}
+        if stage.report.get("reason"):
+            notes.append(f"whole-model stage: {stage.report['reason']}")
+        elif stage.report.get("logo_within_10"):
+            w = stage.report["logo_within_10"]
+            notes.append(f"whole-model stage for networks of other families: {stage.report['chosen']} "
+                         f"(held-out-family ±10 %: " + ", ".join(f"{k} {v:.0%}" for k, v in w.items()) +
+                         f"; {stage.report['families']} families)")
+        if stage.residual is not None:
             res_X, res_y = F, mtrain.y / pred.overhead.predict(S, N)
-            res_est = fit_residual(res_X, res_y, seed)
             fn = model_feature_names(types)
-            pred.residual = PredictorArtifact(res_est, {"kind": res_est.kind, "feature_names": fn},
+            pred.residual = PredictorArtifact(stage.residual, {"kind": stage.residual.kind, "feature_names": fn},
                                               RangeCheck(fn).fit(res_X))
     else:
         manifest["residual"] = {"kept": False, "check": {"reason": "no whole-model measurements"}}
         notes.append("no whole-model measurements: the kernel sum is used without a learned overhead; "
                      f"profile some with `hwlat profile {device} --space ofa_mbv3 --samples 20`")
+    manifest["space_overhead"] = {sp: ov.to_dict() for sp, ov in pred.space_overhead.items()}
     manifest["overhead"] = pred.overhead.to_dict()
 
     # subnet-level models per space
@@ -388,8 +414,7 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
         if progress:
             progress(f"subnet model {sp}", 0, 1)
         archs, ys = [mtrain.archs[i] for i in idx], mtrain.y[idx]
-        cmp = _subnet_vs_kernel_sum(sp, archs, np.asarray(idx), S, N, F, mtrain.y, pred.residual is not None,
-                                    kind, seed) \
+        cmp = _subnet_vs_kernel_sum(sp, archs, np.asarray(idx), S, N, mtrain.y, kind, seed) \
             if select_subnet_models else {"kept": True}
         subnet_info[sp] = {"n_train": len(idx), **cmp}
         if not cmp["kept"]:
@@ -417,13 +442,12 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
 
 
 def _subnet_vs_kernel_sum(space: str, archs: list[Any], idx: np.ndarray, S: np.ndarray, N: np.ndarray,
-                          F: np.ndarray, y_all: np.ndarray, with_residual: bool, kind: str, seed: int,
-                          n_folds: int = 3) -> dict[str, Any]:
+                          y_all: np.ndarray, kind: str, seed: int, n_folds: int = 3) -> dict[str, Any]:
     """Keep a space's subnet model only if its k-fold MAPE beats the kernel sum on the same subnets.
 
-    Both sides are out-of-fold: the subnet model is refitted without the fold, and so are the
-    overhead (and residual) fits of the kernel sum (``S, N, F`` = Σ kernels, kernel count and
-    aggregates of every training model, ``idx`` = this space's rows). With tens of subnets an MLP
+    Both sides are out-of-fold: the subnet model is refitted without the fold, and so is the space's
+    own overhead on the kernel sum (``S, N`` = Σ kernels and kernel count of every training model,
+    ``idx`` = this space's rows). With tens of subnets an MLP
     on ~100 arch features is often worse than the kernel sum (local bench: 68 % vs 87 % within ±10 %).
     """
     y = y_all[idx]
@@ -433,14 +457,11 @@ def _subnet_vs_kernel_sum(space: str, archs: list[Any], idx: np.ndarray, S: np.n
         tr = np.concatenate([f for j, f in enumerate(folds) if j != i])
         sm = SubnetModel(space, kind, fast=True, seed=seed).fit([archs[t] for t in tr], y[tr])
         p[va] = sm.predict([archs[v] for v in va])[0]
-        keep = np.ones(len(y_all), dtype=bool)
-        keep[idx[va]] = False
-        ov = OverheadModel().fit(S[keep], N[keep], y_all[keep])
-        rows = idx[va]
+        rows, keep = idx[va], idx[tr]
+        # what the kernel sum path does for this space's archs: its own overhead, fitted without the fold
+        ov = OverheadModel().fit(S[keep], N[keep], y_all[keep]) if len(keep) >= MIN_SPACE_MODELS \
+            else OverheadModel()
         q[va] = ov.predict(S[rows], N[rows])
-        if with_residual:
-            res = fit_residual(F[keep], y_all[keep] / ov.predict(S[keep], N[keep]), seed)
-            q[va] *= res.predict(F[rows])
     mape_sub = float(np.mean(np.abs(p - y) / y))
     mape_ks = float(np.mean(np.abs(q - y) / y))
     return {"kept": bool(mape_sub < mape_ks), "cv_mape_subnet": mape_sub, "mape_kernel_sum": mape_ks}
