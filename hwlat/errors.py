@@ -46,6 +46,10 @@ class UnsupportedOperatorError(HwlatError):
         self.operators = list(operators or [])
 
 
+class UnsupportedOperatorWarning(UserWarning):
+    """A model was predicted although some of its operators have no kernel: their time is missing."""
+
+
 class StoreError(HwlatError):
     """Corrupt profile file, schema from another version, disk full."""
 

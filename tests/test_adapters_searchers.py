@@ -107,6 +107,9 @@ def test_nevergrad(oracle: Any, budget: float) -> None:
 
 def test_nni_filter_and_profiler(oracle: Any, budget: float) -> None:
     nni = _skip_unless("nni")
+    from hwlat.zoo.timm_models import tolerate_torchvision
+
+    tolerate_torchvision()  # NNI imports torchvision (via pytorch-lightning), which the timm extra installs
     from nni.nas.evaluator import FunctionalEvaluator
     from nni.nas.execution import SequentialExecutionEngine
     from nni.nas.strategy import RegularizedEvolution

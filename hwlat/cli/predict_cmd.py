@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from rich import box
 from rich.table import Table
 
 from hwlat.cli.common import console, err_console, fmt_ms, print_json
-from hwlat.errors import ConfigError, ModelFileError
+from hwlat.errors import ConfigError, ModelFileError, UnsupportedOperatorWarning
 
 KIND_ORDER = ("gbdt", "mlp", "transfer")
 MAX_TABLE_KERNELS = 60  # beyond this, `hwlat predict` lists only the TOP_KERNELS slowest
@@ -143,7 +144,7 @@ def train_command(
 
 def load_model_arg(model: str, space: Optional[str], input_shape: Optional[str]) -> tuple[Any, Any]:
     """(thing to predict, input shape) from the MODEL argument: an arch encoding with --space
-    (JSON, or a plain string), an .onnx file, or a zoo model name."""
+    (JSON, or a plain string), an .onnx file, a zoo model name, or ``timm:NAME``."""
     shape = _parse_shape(input_shape)
     if space:
         try:
@@ -153,14 +154,19 @@ def load_model_arg(model: str, space: Optional[str], input_shape: Optional[str])
     p = Path(model)
     if p.is_file():
         return p, shape
+    if model.startswith("timm:"):
+        from hwlat.zoo import timm_models
+
+        proto, tshape = timm_models.load(model, shape)  # exported once into the profiles cache
+        return proto, tshape
     from hwlat import zoo
 
     zname = model[4:] if model.startswith("zoo:") else model
     if zname in zoo.names():
         module, zshape = zoo.get(zname)
         return module, shape or zshape
-    raise ModelFileError(f"model {model!r} not found; give an .onnx file, a zoo model ({', '.join(zoo.names())}) "
-                         "or an arch encoding with --space NAME")
+    raise ModelFileError(f"model {model!r} not found; give an .onnx file, a zoo model ({', '.join(zoo.names())}), "
+                         "timm:NAME (timm installed) or an arch encoding with --space NAME")
 
 
 def _parse_shape(s: Optional[str]) -> Optional[tuple[int, ...]]:
@@ -198,13 +204,17 @@ def _whole_model_hint(device: str, x: Any, space: Optional[str]) -> str:
 
 
 def predict_command(
-    model: str = typer.Argument(..., help="ONNX file, zoo model name, or an arch encoding (JSON) with --space."),
+    model: str = typer.Argument(..., help="ONNX file, zoo model name, timm:NAME (random weights; needs timm), "
+                                          "or an arch encoding (JSON) with --space."),
     device: str = typer.Option("local", "--device", "-d", help="Device whose predictor to use."),
     kind: str = typer.Option("auto", "--kind", help="gbdt, mlp, transfer, or auto (first trained)."),
     space: Optional[str] = typer.Option(None, "--space", help="MODEL is an arch of this search space."),
     method: Optional[str] = typer.Option(None, "--method", help="subnet or kernel-sum (default: best available)."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. 1,3,224,224 (for ONNX files "
-                                                                           "with dynamic dims)."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", "--input",
+                                              help="e.g. 1,3,224,224 or 1x3x224x224 (ONNX files with dynamic "
+                                                   "dims; timm models: default from their config)."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse a model with operators no kernel covers (exit "
+                                                        "2) instead of predicting it with a widened interval."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a per-kernel breakdown bar chart (PNG)."),
     json_out: bool = typer.Option(False, "--json", help="JSON output for scripting."),
 ) -> None:
@@ -216,7 +226,10 @@ def predict_command(
     source = x
     if isinstance(x, Path) and shape is not None:
         x = _fix_shape(x, shape)
-    p = pred.predict(x, input_shape=shape, space=space, method=method)
+    with warnings.catch_warnings():
+        # the CLI says it below, once, in its own words
+        warnings.simplefilter("ignore", UnsupportedOperatorWarning)
+        p = pred.predict(x, input_shape=shape, space=space, method=method, strict=strict)
     if plot:
         from hwlat.predictors.plots import plot_breakdown
 
@@ -224,6 +237,7 @@ def predict_command(
     if json_out:
         d = p.to_dict()
         d["model"] = model
+        d["unsupported_share"] = 1.0 - p.coverage
         if plot:
             d["plot"] = str(plot)
         print_json(d)
@@ -257,8 +271,10 @@ def predict_command(
         err_console.print(f"  [yellow]warning[/]: whole-model overhead extrapolated ({'; '.join(overhead)}): "
                           f"{_whole_model_hint(device, source, space)} and retrain")
     if p.unsupported:
-        err_console.print(f"  [yellow]warning[/]: operators with no kernel (not in the estimate): "
-                          f"{', '.join(p.unsupported)}")
+        err_console.print(f"  [bold red]WARNING: incomplete prediction[/]: operators with no kernel are left out "
+                          f"of {fmt_ms(p.latency_ms)} ms: {', '.join(p.unsupported)}; the kernels cover "
+                          f"{100 * p.coverage:.0f} % of the model ({p.coverage_basis}), so the interval's high end "
+                          f"is divided by that share; `--strict` refuses such models")
     if plot:
         console.print(f"breakdown plot: {plot}")
 

@@ -7,6 +7,6 @@ from hwlat.decompose.rules import RuleSet, get_rules, register, runtimes
 
 #: Part of every cached kernel list's key: bump when kernel configs or decompositions change (a new
 #: feature alone does not; the cached kernel lists stay valid).
-DECOMPOSITION_VERSION = 4
+DECOMPOSITION_VERSION = 5
 
 __all__ = ["DECOMPOSITION_VERSION", "Decomposition", "RuleSet", "get_rules", "kernels_of", "register", "runtimes"]

@@ -235,7 +235,11 @@ def _prepare(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
         if vo.type.HasField("tensor_type") and _static_shape(vo.type) is None:
             vo.type.tensor_type.ClearField("shape")
     model = _infer(model, name)
-    if _fold_static_frontier(model):
+    # Each fold can only evaluate shape arithmetic whose inputs' shapes are known; the shapes it
+    # reveals (past a TF-'same' Pad, say) make the next Pad's arithmetic evaluable: repeat.
+    for _ in range(_FOLD_MAX_ROUNDS):
+        if not _fold_static_frontier(model):
+            break
         model = _infer(model, name)
     return model
 
@@ -249,6 +253,15 @@ def _infer(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
 
 
 _FOLD_MAX_ELEMENTS = 1 << 20
+_FOLD_MAX_ROUNDS = 512  # Swin-V2-CR: three rounds per block (its pads depend on the block before)
+_FOLDED = "__hwlat_folded"
+_FOLD_ONE_BY_ONE = 256  # tensors evaluated one at a time when evaluating them together failed
+# Inputs that ONNX shape inference reads by value (the output shape depends on them), per operator.
+_VALUE_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Pad": (1, 2, 3), "Expand": (1,), "Tile": (1,), "Resize": (1, 2, 3), "Upsample": (1,),
+    "Slice": (1, 2, 3, 4), "ConstantOfShape": (0,), "Range": (0, 1, 2), "Split": (1,), "Unsqueeze": (1,),
+    "Squeeze": (1,), "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,), "ReduceMin": (1,),
+    "ReduceL2": (1,), "ReduceProd": (1,), "TopK": (1,), "OneHot": (1,), "CenterCropPad": (1,)}
 
 
 def _fold_static_frontier(model: onnx.ModelProto) -> bool:
@@ -273,45 +286,80 @@ def _fold_static_frontier(model: onnx.ModelProto) -> bool:
                 or (n.input and all(t == "" or t in static for t in n.input))):
             static.update(o for o in n.output if o)
             static_nodes.append(i)
-    dynamic = [i for i in range(len(nodes)) if i not in set(static_nodes)]
+    static_set = set(static_nodes)
+    dynamic = [i for i in range(len(nodes)) if i not in static_set]
     if all(o in shapes for i in dynamic for o in nodes[i].output if o):
         return False
-    frontier = sorted({t for i in dynamic for t in nodes[i].input if t in static and t not in inits})
+    # Only what shape inference reads by value (pads, target shapes, axes …) or does not know the
+    # shape of, for nodes whose output shapes are unknown: a weight-standardised conv weight has a
+    # known shape and need not be computed.
+    frontier = sorted({t for i in dynamic if not all(o in shapes for o in nodes[i].output if o)
+                       for k, t in enumerate(nodes[i].input)
+                       if t in static and t not in inits and not t.endswith(_FOLDED)
+                       and (k in _VALUE_INPUTS.get(nodes[i].op_type, ()) or t not in shapes)})
     if not frontier:
         return False
-    sub: list[onnx.NodeProto] = []
-    for i in static_nodes:
-        n = nodes[i]
-        if n.op_type == "Shape":  # value known from the inferred shape of its input
-            full = np.array(shapes[n.input[0]], dtype=np.int64)
-            start = int(onnx.helper.get_attribute_value(a) if (a := _find_attr(n, "start")) else 0)
-            end_a = _find_attr(n, "end")
-            end = int(onnx.helper.get_attribute_value(end_a)) if end_a else len(full)
-            sub.append(onnx.helper.make_node("Constant", [], [n.output[0]],
-                                             value=numpy_helper.from_array(full[start:end])))
-        else:
-            sub.append(n)
-    try:
-        from onnx.reference import ReferenceEvaluator
 
-        needed = {t for n in sub for t in n.input if t in inits}
-        graph = onnx.helper.make_graph(sub, "static", [], [onnx.helper.make_empty_tensor_value_info(t) for t in frontier],
-                                       initializer=[inits[t] for t in sorted(needed)])
-        m = onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
-        values = ReferenceEvaluator(m).run(None, {})
-    except Exception:
-        return False
+    def from_shape(i: int) -> bool:
+        return nodes[i].op_type == "Shape" and nodes[i].input[0] in shapes
+
+    producer = {o: i for i in static_nodes for o in nodes[i].output if o}
+
+    def evaluate(targets: list[str]) -> list[Any] | None:
+        needed_nodes: set[int] = set()
+        todo = [producer[t] for t in targets if t in producer]
+        while todo:  # only the targets' ancestors: an unrelated node the evaluator lacks must not stop it
+            i = todo.pop()
+            if i in needed_nodes:
+                continue
+            needed_nodes.add(i)
+            if not from_shape(i):
+                todo.extend(producer[t] for t in nodes[i].input if t in producer)
+        sub: list[onnx.NodeProto] = []
+        for i in sorted(needed_nodes):
+            n = nodes[i]
+            if from_shape(i):  # value known from the inferred shape of its input
+                full = np.array(shapes[n.input[0]], dtype=np.int64)
+                start = int(onnx.helper.get_attribute_value(a) if (a := _find_attr(n, "start")) else 0)
+                end_a = _find_attr(n, "end")
+                end = int(onnx.helper.get_attribute_value(end_a)) if end_a else len(full)
+                sub.append(onnx.helper.make_node("Constant", [], [n.output[0]],
+                                                 value=numpy_helper.from_array(full[start:end])))
+            else:
+                sub.append(n)
+        try:
+            from onnx.reference import ReferenceEvaluator
+
+            needed = {t for n in sub for t in n.input if t in inits}
+            graph = onnx.helper.make_graph(sub, "static", [],
+                                           [onnx.helper.make_empty_tensor_value_info(t) for t in targets],
+                                           initializer=[inits[t] for t in sorted(needed)])
+            m = onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+            return list(ReferenceEvaluator(m).run(None, {}))
+        except Exception:
+            return None
+
+    values = evaluate(frontier)
+    if values is None:  # one tensor the evaluator cannot compute must not keep the others unknown
+        values = [(v[0] if (v := evaluate([t])) is not None else None) for t in frontier[:_FOLD_ONE_BY_ONE]]
     renamed: dict[str, str] = {}
     new_consts = []
-    for t, v in zip(frontier, values, strict=False):
-        v = np.asarray(v)
-        if v.size > _FOLD_MAX_ELEMENTS:
+    shaped = False
+    for t, value in zip(frontier, values, strict=False):
+        if value is None:
             continue
-        renamed[t] = f"{t}__hwlat_folded"
+        v = np.asarray(value)
+        if v.size > _FOLD_MAX_ELEMENTS:
+            if t not in shapes and v.dtype.kind in "fiub":  # a big computed weight: its shape is what is missing
+                g.value_info.append(onnx.helper.make_tensor_value_info(
+                    t, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)))
+                shaped = True
+            continue
+        renamed[t] = f"{t}{_FOLDED}"
         new_consts.append(onnx.helper.make_node("Constant", [], [renamed[t]], value=numpy_helper.from_array(v),
-                                                name=f"{t}__hwlat_folded"))
+                                                name=renamed[t]))
     if not renamed:
-        return False
+        return shaped
     for i in dynamic:
         n = nodes[i]
         for k, t in enumerate(n.input):

@@ -46,11 +46,13 @@ def conv_params(g: Graph, i: int) -> dict[str, int] | None:
     if not _is(g, i, "Conv") or len(n.input) < 2 or not g.is_static(n.input[1]):
         return None
     xs, ws, ys = g.shape(n.input[0]), g.shape(n.input[1]), g.shape(n.output[0])
-    if xs is None or ws is None or ys is None or len(xs) != 4 or len(ws) != 4:
+    if xs is None or ws is None or ys is None or len(xs) not in (3, 4) or len(ws) != len(xs):
         return None
     ks = g.attr(i, "kernel_shape", list(ws[2:]))
     st = g.attr(i, "strides", [1, 1])
-    return {"h": xs[2], "w": xs[3], "cin": xs[1], "cout": ws[0], "k": int(max(ks)), "s": int(max(st)),
+    # a 1-D conv ([1, C, L], ECA's channel attention) runs as a 2-D conv over an L x 1 map
+    h, w = (xs[2], xs[3]) if len(xs) == 4 else (xs[2], 1)
+    return {"h": h, "w": w, "cin": xs[1], "cout": ws[0], "k": int(max(ks)), "s": int(max(st)),
             "groups": int(g.attr(i, "group", 1))}
 
 
@@ -111,8 +113,41 @@ def _chain_conv(ctx: Ctx, t: str) -> int | None:
     return p
 
 
+def _pads(g: Graph, i: int) -> list[int] | None:
+    """A ``Pad`` node's pads (attribute before opset 11, constant input after), None if not constant."""
+    n = g.nodes[i]
+    if len(n.input) > 1 and n.input[1]:
+        v = g.const(n.input[1])
+        return None if v is None else [int(x) for x in v.reshape(-1)]
+    pads = g.attr(i, "pads")
+    return None if pads is None else [int(x) for x in pads]
+
+
+def zero_pad_into(ctx: Ctx, t: str) -> int | None:
+    """The free ``Pad`` producing ``t`` that onnxruntime's PadFusion folds into its one reader (a Conv or
+    pool): constant mode, value 0, non-negative pads on the two spatial dims only (TF-'same' padding)."""
+    g = ctx.g
+    i = g.producer.get(t)
+    if not _is(g, i, "Pad") or i is None or not ctx.free(i) or g.only_consumer(t) is None:
+        return None
+    mode = g.attr(i, "mode", b"constant")
+    if (mode.decode() if isinstance(mode, bytes) else mode) != "constant":
+        return None
+    n = g.nodes[i]
+    value = g.scalar(n.input[2]) if len(n.input) > 2 and n.input[2] else float(g.attr(i, "value", 0.0))
+    pads = _pads(g, i)
+    if value != 0.0 or pads is None or len(pads) != 8 or any(v < 0 for v in pads):
+        return None
+    if pads[0] or pads[1] or pads[4] or pads[5] or (len(n.input) > 3 and n.input[3]):
+        return None
+    return i
+
+
 def match_conv(ctx: Ctx) -> None:
-    """Conv [+BN] [+residual Add] [+activation] → conv2d / conv_bn_act; depthwise → dwconv."""
+    """[zero Pad →] Conv [+BN] [+residual Add] [+activation] → conv2d / conv_bn_act; depthwise → dwconv.
+
+    A fused Pad's input gives the kernel's h, w: the kernel's own 'same' padding then yields the same
+    output size (docs/kernels.md)."""
     g = ctx.g
     for i in range(len(g.nodes)):
         if not ctx.free(i) or not _is(g, i, "Conv"):
@@ -121,12 +156,21 @@ def match_conv(ctx: Ctx) -> None:
         if p is None:
             ctx.reasons.setdefault(i, "not a 2-D conv with constant weights and known shapes")
             continue
-        if _is_patchify(g, i, p):
+        pad = zero_pad_into(ctx, g.nodes[i].input[0])
+        ps = g.shape(g.nodes[pad].input[0]) if pad is not None else None
+        if pad is not None and ps is not None and len(ps) == 4:
+            p = {**p, "h": ps[2], "w": ps[3]}
+        else:
+            pad = None
+        if _is_patchify(g, i, p) and pad is None:
             ctx.claim(Match("patch_embed", {"h": p["h"], "w": p["w"], "cin": p["cin"], "cout": p["cout"],
                                             "p": p["k"]}, [i], [g.nodes[i].input[0]], [g.nodes[i].output[0]]))
             continue
         nodes, t = _conv_bn(ctx, i)
         ins = [g.nodes[i].input[0]]
+        if pad is not None:
+            nodes.insert(0, pad)
+            ins = [g.nodes[pad].input[0]]
         dw = _is_dw(p)
         residual = 0
         if not dw and ctx.rules.fuse_residual:
@@ -194,7 +238,7 @@ def _matmul(ctx: Ctx, i: int) -> Match | None:
     xa, xb, ys = g.shape(n.input[0]), g.shape(n.input[1]), g.shape(n.output[0])
     if xa is None or xb is None or ys is None or len(xa) < 2 or len(xb) < 2:
         return None
-    return Match("matmul", {"b": _prod(ys[:-2]), "m": xa[-2], "k": xa[-1], "n": xb[-1]}, [i],
+    return Match("matmul", {"b": _prod(ys[:-2]), "m": xa[-2], "k": xa[-1], "n": ys[-1]}, [i],
                  [n.input[0], n.input[1]], [n.output[0]])
 
 
@@ -447,14 +491,56 @@ def _c_hw(s: Shape) -> tuple[int, int]:
 
 
 # ---- everything else -----------------------------------------------------------------------------
-def _transpose_ab(s: Shape, perm: Sequence[int]) -> tuple[int, int] | None:
-    """View a transpose as [a, b] → [b, a] when, ignoring size-1 dims, it swaps two dim groups."""
+def _transpose_view(s: Shape, perm: Sequence[int]) -> tuple[int, int, int, int] | None:
+    """View a transpose as ``[n, a, b, inner] -> [n, b, a, inner]`` (size-1 dims ignored): leading dims
+    that stay put form a batch ``n``, trailing ones a contiguous block ``inner``, and the dims between
+    must swap as two groups. None when they do not."""
     kept = [p for p in perm if s[p] != 1]
     order = sorted(kept)
-    for cut in range(1, len(order)):
-        if kept == order[cut:] + order[:cut]:
-            return _prod([s[p] for p in order[:cut]]), _prod([s[p] for p in order[cut:]])
+    lead = 0
+    while lead < len(kept) and kept[lead] == order[lead]:
+        lead += 1
+    trail = 0
+    while trail < len(kept) - lead and kept[-1 - trail] == order[-1 - trail]:
+        trail += 1
+    mid_k, mid_o = kept[lead:len(kept) - trail], order[lead:len(order) - trail]
+    for cut in range(1, len(mid_o)):
+        if mid_k == mid_o[cut:] + mid_o[:cut]:
+            return (_prod([s[p] for p in order[:lead]]), _prod([s[p] for p in mid_o[:cut]]),
+                    _prod([s[p] for p in mid_o[cut:]]), _prod([s[p] for p in order[len(order) - trail:]]))
     return None
+
+
+def _transpose_match(v: tuple[int, int, int, int]) -> Match:
+    """A transpose ``[n, a, b, inner] -> [n, b, a, inner]`` as a kernel: element-wise (inner 1) as the
+    ``transpose`` kernel over ``[n·a, b]`` (same traffic and access pattern); moving contiguous blocks
+    (inner > 1) as the block copy of a two-input concat (docs/kernels.md)."""
+    n, a, b, inner = v
+    if inner == 1:
+        return Match("transpose", {"a": n * a, "b": b}, [])
+    return Match("concat", {"outer": n * a * b, "cout": inner, "inner": 1, "n_inputs": 2}, [])
+
+
+# Elementwise operators with no kernel type of their own, measured as the kernel with the same
+# memory traffic and a similar per-element cost (docs/kernels.md): two-operand ops as add / mul,
+# one-operand math as a standalone activation (cheap ops as relu, transcendental ones as sigmoid).
+_BINARY_AS = {"Add": "add", "Mul": "mul", "Sub": "add", "Div": "mul", "Pow": "mul", "Max": "add", "Min": "add",
+              "Mod": "mul", "PRelu": "mul", "Where": "add", "Equal": "add", "Less": "add", "Greater": "add",
+              "LessOrEqual": "add", "GreaterOrEqual": "add", "And": "add", "Or": "add", "Xor": "add",
+              "BitShift": "add", "Sum": "add", "Mean": "add"}
+_UNARY_AS = {"Neg": "relu", "Abs": "relu", "Sqrt": "relu", "Reciprocal": "relu", "Floor": "relu", "Ceil": "relu",
+             "Round": "relu", "Sign": "relu", "Not": "relu", "IsNaN": "relu", "IsInf": "relu", "Relu": "relu",
+             "Clip": "relu6", "Exp": "sigmoid", "Log": "sigmoid", "Erf": "sigmoid", "Softplus": "sigmoid",
+             "Softsign": "sigmoid", "Sin": "sigmoid", "Cos": "sigmoid", "Tan": "sigmoid", "Elu": "sigmoid",
+             "Selu": "sigmoid", "Celu": "sigmoid", "Mish": "swish", "ThresholdedRelu": "relu",
+             "HardSigmoid": "hsigmoid", "HardSwish": "hswish", "Sigmoid": "sigmoid", "Tanh": "tanh"}
+
+_COPY_OPS = frozenset({"Pad", "Resize", "Upsample", "ScatterND", "ScatterElements", "GatherElements", "GatherND"})
+
+# Reductions measured as a global pool: the mode only picks max vs. add (same traffic).
+_REDUCE_MODES = {"ReduceMean": "avg", "ReduceSum": "avg", "ReduceL1": "avg", "ReduceL2": "avg",
+                 "ReduceSumSquare": "avg", "ReduceLogSum": "avg", "ReduceLogSumExp": "avg", "ReduceProd": "avg",
+                 "ReduceMax": "max", "ReduceMin": "max"}
 
 
 def match_rest(ctx: Ctx) -> None:
@@ -472,7 +558,12 @@ def match_rest(ctx: Ctx) -> None:
         if all(g.is_static(t) for t in n.input) or op in GLUE_OPS:
             ctx.glue.add(i)
             continue
+        if op == "Pad" and _pad_left_for_pool(ctx, i):
+            continue
         x = g.dyn_inputs(i)[0]
+        pad = zero_pad_into(ctx, x) if op in ("MaxPool", "AveragePool") else None
+        if pad is not None:  # onnxruntime's PadFusion: the pool pads itself
+            x = g.nodes[pad].input[0]
         xs, ys = g.shape(x), g.shape(outs[0]) if outs else None
         if xs is None or ys is None:
             ctx.reasons.setdefault(i, "shape unknown")
@@ -480,7 +571,37 @@ def match_rest(ctx: Ctx) -> None:
         m = _rest_one(ctx, i, op, x, xs, ys)
         if m is not None:
             m.nodes, m.inputs, m.outputs = [i], g.dyn_inputs(i), outs
+            if pad is not None:
+                m.nodes, m.inputs = [pad, i], [x]
             ctx.claim(m)
+
+
+def _pad_left_for_pool(ctx: Ctx, i: int) -> bool:
+    """Pad ``i`` will be fused into the pool reading it (claimed with the pool, later in node order)."""
+    g = ctx.g
+    out = g.nodes[i].output[0]
+    c = g.only_consumer(out)
+    return zero_pad_into(ctx, out) == i and _is(g, c, "MaxPool", "AveragePool") and ctx.free(c)
+
+
+def _einsum(g: Graph, i: int, ys: Shape) -> Match | None:
+    """A two-operand ``Einsum`` as the batched matmul doing the same multiply-adds: letters in both
+    operands and the output are the batch, in both operands only the contraction, in one operand and
+    the output its rows / columns (relative position terms of MViT, HaloNet)."""
+    eq = g.attr(i, "equation", b"")
+    eq = (eq.decode() if isinstance(eq, bytes) else str(eq)).replace(" ", "")
+    ins = [g.shape(t) for t in g.nodes[i].input]
+    if "->" not in eq or "." in eq or len(ins) != 2 or any(s is None for s in ins):
+        return None
+    lhs, out = eq.split("->")
+    terms = lhs.split(",")
+    if len(terms) != 2 or any(len(t) != len(s or ()) for t, s in zip(terms, ins, strict=True)):
+        return None
+    size = {c: int(d) for t, s in zip(terms, ins, strict=True) for c, d in zip(t, s or (), strict=True)}
+    a, b = set(terms[0]), set(terms[1])
+    dims = {"b": (a & b) & set(out), "k": (a & b) - set(out), "m": (a - b) & set(out), "n": (b - a) & set(out)}
+    cfg = {key: _prod([size[c] for c in cs]) for key, cs in dims.items()}
+    return Match("matmul", {"b": cfg["b"], "m": cfg["m"], "k": cfg["k"], "n": cfg["n"]}, [])
 
 
 def _rest_one(ctx: Ctx, i: int, op: str, x: str, xs: Shape, ys: Shape) -> Match | None:
@@ -509,36 +630,85 @@ def _rest_one(ctx: Ctx, i: int, op: str, x: str, xs: Shape, ys: Shape) -> Match 
     if op in ("GlobalAveragePool", "GlobalMaxPool") and len(xs) == 4:
         return Match("global_pool", {"h": xs[2], "w": xs[3], "c": xs[1],
                                      "mode": "avg" if op == "GlobalAveragePool" else "max"}, [])
-    if op in ("ReduceMean", "ReduceMax"):
+    if op in _REDUCE_MODES:
         ax = _axes(g, i)
-        mode = "avg" if op == "ReduceMean" else "max"
-        if ax is not None and len(xs) == 4 and _norm_axes(ax, 4) == [2, 3]:
+        mode = _REDUCE_MODES[op]
+        if ax is None and len(g.nodes[i].input) > 1 and g.nodes[i].input[1]:
+            ctx.reasons.setdefault(i, "reduce axes computed at run time")
+            return None
+        if ax is None and int(g.attr(i, "noop_with_empty_axes", 0)):
+            ctx.glue.add(i)  # reduces nothing: a copy at most
+            return None
+        axes = _norm_axes(ax if ax is not None else range(len(xs)), max(len(xs), 1))
+        if len(xs) == 4 and axes == [2, 3]:
             return Match("global_pool", {"h": xs[2], "w": xs[3], "c": xs[1], "mode": mode}, [])
-        if ax is not None and len(xs) == 3 and _norm_axes(ax, 3) == [1]:  # token mean pool
-            return Match("global_pool", {"h": xs[1], "w": 1, "c": xs[2], "mode": mode}, [])
-        return None
-    if op in ("Add", "Mul"):
+        # Any other reduction (a token mean over axis 1, a mean over channels or the last axis):
+        # one output per kept element, each reducing prod(reduced dims) inputs: a global pool of
+        # that many positions per channel (docs/kernels.md).
+        red = _prod([xs[a] for a in axes])
+        return Match("global_pool", {"h": max(red, 1), "w": 1, "c": max(_prod(xs) // max(red, 1), 1),
+                                     "mode": mode}, [])
+    if op in _BINARY_AS:
         c, hw = _c_hw(ys)
-        ins = [g.shape(t) for t in g.nodes[i].input]
+        ins = [g.shape(t) for t in g.nodes[i].input if t]
         bc = int(any(s != ys for s in ins))
-        return Match(op.lower(), {"c": c, "hw": hw, "broadcast": bc}, [])
+        return Match(_BINARY_AS[op], {"c": c, "hw": hw, "broadcast": bc}, [])
+    if op in _UNARY_AS and len(g.dyn_inputs(i)) == 1:
+        c, hw = _c_hw(ys)
+        return Match("activation", {"c": c, "hw": hw, "act": _UNARY_AS[op]}, [])
+    if op in ("Expand", "Tile"):
+        # a broadcast copy: reads the small operand, writes the full output, as a broadcast add does
+        c, hw = _c_hw(ys)
+        return Match("add", {"c": c, "hw": hw, "broadcast": 1}, [])
+    if op == "Concat" and len([t for t in g.nodes[i].input if t]) == 1:
+        ctx.glue.add(i)  # torch.cat of one tensor (DenseNet's first layer): nothing to join
+        return None
     if op == "Concat":
         axis = int(g.attr(i, "axis", 0)) % len(ys)
         return Match("concat", {"outer": _prod(ys[:axis]), "cout": ys[axis], "inner": _prod(ys[axis + 1:]),
                                 "n_inputs": len([t for t in g.nodes[i].input if t])}, [])
     if op == "Transpose":
         perm = g.attr(i, "perm", list(reversed(range(len(xs)))))
-        ab = _transpose_ab(xs, perm)
-        if ab is None:
-            ctx.reasons.setdefault(i, f"permutation {list(perm)} is not a two-group swap")
+        kept = [p for p in perm if xs[p] != 1]
+        if kept == sorted(kept):
+            # only size-1 dims move (sequence-first [T, 1, D] <-> [1, T, D]): onnxruntime runs it
+            # as a Reshape, no data moves
+            ctx.glue.add(i)
             return None
-        return Match("transpose", {"a": ab[0], "b": ab[1]}, [])
-    if op == "Softmax":
+        v = _transpose_view(xs, perm)
+        if v is None:
+            # a permutation of three or more groups (relative position embeddings): measured as the
+            # two-group transpose that brings its innermost output dim in, the strided read that
+            # dominates its cost (docs/kernels.md)
+            last = xs[perm[-1]]
+            v = (1, _prod(xs) // max(last, 1), last, 1)
+        return _transpose_match(v)
+    if op in ("Softmax", "LogSoftmax"):
+        # over another axis than the last (channel softmax of an attention pool): the same rows of
+        # `cols` elements, read with a stride
         axis = int(g.attr(i, "axis", -1)) % len(xs)
-        if axis != len(xs) - 1:
-            ctx.reasons.setdefault(i, "softmax not over the last axis")
-            return None
-        return Match("softmax", {"rows": _prod(xs[:-1]), "cols": xs[-1]}, [])
-    if op == "MatMul" and len(g.dyn_inputs(i)) == 2:
+        return Match("softmax", {"rows": _prod(xs) // max(xs[axis], 1), "cols": xs[axis]}, [])
+    if op in ("MatMul", "Gemm"):
+        # two activations, or a constant left operand (a learned mixing matrix times the tokens)
         return _matmul(ctx, i)
+    if op in _COPY_OPS and ys and ys[-1] >= 2:
+        # A Pad no conv / pool absorbs (non-zero value such as TF-'same' max pooling's -inf, reflect
+        # mode), a resize, a scatter / gather of elements: copies of the output's size into a new
+        # buffer, measured as a two-input concat along the last axis, the copy kernel with the same
+        # traffic (docs/kernels.md).
+        return Match("concat", {"outer": _prod(ys[:-1]), "cout": ys[-1], "inner": 1, "n_inputs": 2}, [])
+    if op == "Einsum":
+        return _einsum(g, i, ys)
+    if op == "ConvTranspose" and len(xs) == 4 and len(ys) == 4:
+        # an upsampling conv: the strided conv from its output back to its input does the same
+        # multiply-adds over the same two maps (weight [cin, cout/groups, k, k])
+        ws = g.shape(g.nodes[i].input[1])
+        if ws is None or len(ws) != 4:
+            return None
+        groups = int(g.attr(i, "group", 1))
+        return Match("conv2d", {"h": ys[2], "w": ys[3], "cin": ys[1], "cout": xs[1], "k": int(max(ws[2:])),
+                                "s": int(max(g.attr(i, "strides", [1, 1]))), "groups": groups, "residual": 0}, [])
+    if op == "InstanceNormalization" and len(xs) >= 3:
+        # torch's GroupNorm export: statistics over each (group) row, as a layer norm of that row
+        return Match("layernorm", {"t": _prod(xs[:2]), "d": _prod(xs[2:])}, [])
     return None

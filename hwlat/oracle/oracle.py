@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from hwlat.errors import ConfigError, HwlatError, PredictorError
+from hwlat.errors import ConfigError, HwlatError, PredictorError, UnsupportedOperatorWarning
 from hwlat.oracle.encodings import normalize
 from hwlat.oracle.models import Z90, as_latency_model
 from hwlat.oracle.tables import TABLES, KernelPredictions, SlotTable
@@ -112,6 +113,11 @@ class Oracle:
     the predictor's 90 % interval with the budget instead of the mean: a margin that keeps subnets
     found right at the budget within it when measured.
 
+    ``strict=False`` predicts models (``nn.Module`` / ONNX) with operators no kernel covers, with an
+    :class:`~hwlat.errors.UnsupportedOperatorWarning` and the interval's high end widened by the
+    covered share; by default such a model raises
+    :class:`~hwlat.errors.UnsupportedOperatorError` naming the operators.
+
     ``residual=False`` leaves out a kept whole-model residual GBDT (``predictor.json`` →
     ``residual.kept``): the oracle then answers from exact per-slot lookup tables (≈ 100× faster per
     arch) at the accuracy of kernel sum + overhead; with the residual it asks the predictor per arch.
@@ -119,7 +125,7 @@ class Oracle:
 
     def __init__(self, device: str = "local", space: str = "ofa_mbv3", kind: str = "gbdt", *,
                  method: str = "kernel-sum", cache_size: int = 100_000, root: str | Path | None = None,
-                 predictor: Any = None, upper: bool = False, residual: bool = True) -> None:
+                 predictor: Any = None, upper: bool = False, residual: bool = True, strict: bool = True) -> None:
         from hwlat.spaces import get_space
 
         if method not in METHODS:
@@ -129,13 +135,15 @@ class Oracle:
 
             predictor = Predictor.load(device, kind=kind, root=root)
         self.predictor = predictor
-        self.model = as_latency_model(predictor, residual=residual)
+        self.model = as_latency_model(predictor, residual=residual, space=get_space(space).name)
         self.device = str(getattr(self.model, "device", device) or device)
         self.space = get_space(space)
         self.space_name = self.space.name
         self.method = method
         #: constraints use the interval's high end instead of the mean (a safety margin for budgets)
         self.upper = upper
+        #: refuse models with operators no kernel covers: a searcher must never act on a partial number
+        self.strict = strict
         self._cache = _LRU(cache_size)
         self._graph_cache = _LRU(cache_size)
         self._bounds: dict[Any, Bounds] = {}
@@ -172,6 +180,18 @@ class Oracle:
 
     def __repr__(self) -> str:
         return f"Oracle(device={self.device!r}, space={self.space_name!r}, method={self.method!r}, mode={self.mode!r})"
+
+    # Search frameworks pickle the oracle for every worker: send the lookup tables and a lazily
+    # loading stand-in for the predictor, not the predictor (hwlat.oracle.portable).
+    def __getstate__(self) -> dict[str, Any]:
+        from hwlat.oracle.portable import oracle_state
+
+        return oracle_state(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from hwlat.oracle.portable import restore_oracle
+
+        restore_oracle(self, state)
 
     # ---- canonical form & keys -----------------------------------------------------------------
     def canonical(self, arch: Any) -> Any:
@@ -331,10 +351,24 @@ class Oracle:
         if v is not None:
             return v
         if self.mode in ("table", "kernels"):
-            ks = list(kernels_of(proto, strict=True).kernels)
+            dec = kernels_of(proto, strict=self.strict)
+            ks = list(dec.kernels)
             m, lo, hi = self.model.combine(self._preds.aggregate_lists([ks]))
+            if dec.unsupported:
+                from hwlat.predictors.predictor import coverage_of, unsupported_names
+
+                cov = coverage_of(ks, dec.unsupported)
+                warnings.warn(f"{proto.graph.name or 'model'}: operators with no kernel "
+                              f"({', '.join(unsupported_names(dec.unsupported))}) are left out; the kernels "
+                              f"cover {100 * cov:.0f} % of its operators and the interval's high end is widened "
+                              "to match", UnsupportedOperatorWarning, stacklevel=3)
+                hi = [float(hi[0]) / max(cov, 1e-3)]
         elif hasattr(self.predictor, "predict"):
-            p = self.predictor.predict(proto)
+            from hwlat.predictors.predictor import Predictor
+
+            # strict= is hwlat's; another predictor object answers as it does
+            p = (self.predictor.predict(proto, strict=self.strict) if isinstance(self.predictor, Predictor)
+                 else self.predictor.predict(proto))
             m, lo, hi = [p.latency_ms], [p.low_ms], [p.high_ms]
         else:
             raise PredictorError("this predictor cannot predict whole models; use a kernel-level predictor")
