@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from hwlat.cli import devices_cmd
+from hwlat.cli import cache_cmd, devices_cmd
 from hwlat.cli.profile_cmd import measure_command, profile_command
 from hwlat.errors import HwlatError
 
@@ -21,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(devices_cmd.app, name="devices")
+app.add_typer(cache_cmd.app, name="cache")
 
 
 def _add(name: str, fn: object) -> None:
@@ -45,6 +46,8 @@ def _register_optional() -> None:
         ("hwlat.cli.predict_cmd", "predict_command", "predict"),
         ("hwlat.cli.predict_cmd", "eval_command", "eval"),
         ("hwlat.cli.quickstart_cmd", "quickstart_command", "quickstart"),
+        ("hwlat.cli.doctor_cmd", "doctor_command", "doctor"),
+        ("hwlat.cli.transfer_cmd", "transfer_command", "transfer"),
     ]:
         try:
             fn = getattr(importlib.import_module(mod), attr)

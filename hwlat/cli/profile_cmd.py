@@ -14,6 +14,7 @@ from hwlat.cli.progress import profiling_progress, simple_progress
 from hwlat.devices import Device, get_device, load_devices
 from hwlat.errors import ConfigError, HwlatError
 from hwlat.profiling import Item, RunSummary, check_format, model_item, profile
+from hwlat.profiling.export_cache import releasing_exports
 from hwlat.store import ProfileStore
 
 
@@ -86,9 +87,10 @@ def _record_kernels(items: list[Item], runtime: str, failed: Optional[list] = No
 
 def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space: Optional[str], samples: int,
                zoo: bool, seed: int, types: Optional[list[str]] = None, space_kernels: bool = False,
-               model_kernels: bool = False) -> list[Item]:
+               model_kernels: bool = False, corpus: Optional[str] = None) -> list[Item]:
     from hwlat.profiling.items import items_from_dir
     from hwlat.profiling.sources import (
+        corpus_items,
         kernel_items,
         model_kernel_items,
         space_items,
@@ -97,7 +99,7 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
     )
 
     items: list[Item] = []
-    whole: list[Item] = []  # the whole models of --models and --zoo, for --model-kernels
+    whole: list[Item] = []  # the whole models of --models, --zoo and --corpus, for --model-kernels
     if models:
         if not models.is_dir():
             raise ConfigError(f"--models {models} is not a folder")
@@ -124,6 +126,12 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
             found = zoo_items(dev.runtime, tick=tick)
         items += found
         whole += found
+    if corpus:
+        fams = _parse_families(corpus)
+        with simple_progress(f"exporting {samples} corpus models of {len(fams)} families") as tick:
+            found = corpus_items(fams, samples, dev.runtime, seed=seed, tick=tick)
+        items += found
+        whole += found
     if model_kernels:
         what = f"{len(whole)} model{'' if len(whole) == 1 else 's'}"
         with simple_progress(f"exporting the kernels of {what}") as tick:
@@ -132,6 +140,20 @@ def _items_for(dev: Device, models: Optional[Path], suite: Optional[str], space:
             err_console.print(f"  [yellow]warning[/]: --model-kernels: {model}: {reason}")
         items += found
     return items
+
+
+def _parse_families(text: str) -> list[str]:
+    """``--corpus``: ``all`` or comma-separated corpus family names."""
+    from hwlat import corpus
+
+    if text.strip() == "all":
+        return corpus.families()
+    out = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in out if f not in corpus.families()]
+    if bad or not out:
+        raise ConfigError(f"--corpus {text!r}: unknown famil{'y' if len(bad) == 1 else 'ies'} "
+                          f"{', '.join(bad) or '(none given)'}; known: all, {', '.join(corpus.families())}")
+    return out
 
 
 def _parse_types(types: Optional[str]) -> Optional[list[str]]:
@@ -199,33 +221,55 @@ def _adaptive(dev: Device, rounds: int, size: Optional[int], seed: int, types: O
     return [r.to_dict() for r in results]
 
 
+@releasing_exports  # exported models are needed only while they are measured
 def profile_command(
     name: Optional[str] = typer.Argument(None, help="Device name; omit with --all."),
     models: Optional[Path] = typer.Option(None, "--models", help="Folder of model files to measure."),
     suite: Optional[str] = typer.Option(None, "--suite", help="Kernel benchmark suite: quick, standard or full."),
     space: Optional[str] = typer.Option(None, "--space", help="Search space to sample subnets from, e.g. ofa_mbv3."),
-    samples: int = typer.Option(50, "--samples", help="Number of random subnets with --space."),
+    samples: int = typer.Option(50, "--samples",
+                                help="Number of random subnets with --space, and of corpus models (spread "
+                                     "evenly over the families) with --corpus."),
     space_kernels: bool = typer.Option(False, "--space-kernels",
                                        help="With --space: also measure each distinct kernel of those subnets "
                                             "alone, so the kernel predictor learns the space's own kernels."),
     zoo: bool = typer.Option(False, "--zoo", help="Also measure the model zoo."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", metavar="FAMILIES",
+                                         help="Measure --samples whole corpus models (random variants "
+                                              "of real architecture families, e.g. resnet,vit,swin, or "
+                                              "'all'), family-balanced and drawn with --seed; more "
+                                              "--samples later keeps those already measured."),
     model_kernels: bool = typer.Option(False, "--model-kernels",
-                                       help="With --models and/or --zoo: also measure each distinct kernel of "
-                                            "those models alone, so the kernel predictor learns their kernels."),
+                                       help="With --models, --zoo and/or --corpus: also measure each "
+                                            "distinct kernel of those models alone, so the kernel predictor learns their kernels."),
     all_devices: bool = typer.Option(False, "--all", help="Profile every device in devices.toml in parallel."),
     seed: int = typer.Option(0, help="Sampling seed."),
     force: bool = typer.Option(False, "--force", help="Measure again what is already stored."),
     max_time: float = typer.Option(2.0, help="Time cap per item in seconds."),
-    passes: int = typer.Option(1, "--passes", min=1,
-                               help="Measure every item this many times, minutes apart, in a new order each pass "
-                                    "(for hosts whose speed fluctuates; `hwlat train` then learns the fastest "
-                                    "pass, floor_ms)."),
-    confirm: Optional[float] = typer.Option(None, "--confirm", min=0.001, metavar="TOL",
-                                            help="After --passes: re-measure, one pass at a time, only the items "
-                                                 "whose two lowest pass minima differ by more than TOL "
-                                                 "(e.g. 0.03), up to --max-passes."),
+    passes: int = typer.Option(2, "--passes", min=1,
+                               help="Measure every item this many times, minutes apart, in a new order "
+                                    "each pass, and train on the fastest (floor_ms). Each pass costs about "
+                                    "one more single-pass run; on a shared host one pass reproduced within "
+                                    "±10 % for 67 % of kernels, two for 93 %. --passes 1: one pass, no "
+                                    "confirmation (fastest, for dedicated hardware)."),
+    confirm: Optional[float] = typer.Option(None, "--confirm", min=0.0, metavar="TOL",
+                                            help="After the passes, re-measure, one pass at a time up to "
+                                                 "--max-passes, only the items whose two lowest pass minima "
+                                                 "differ by more than TOL (default 0.03 with 2+ passes; "
+                                                 "0: off). "
+                                                 "Costs about a sixth of a pass more at 0.03 on a shared VM "
+                                                 "(3,033 of 17,399 items re-measured), and gives floors that "
+                                                 "reproduce within TOL."),
     max_passes: Optional[int] = typer.Option(None, "--max-passes", min=1,
-                                             help="Most passes any item gets with --confirm (default passes + 3)."),
+                                             help="Most passes any item gets with --confirm (default 4; more "
+                                                  "passes cost time and did not raise accuracy)."),
+    anchors: Optional[float] = typer.Option(None, "--anchors", min=0.0, metavar="SHARE",
+                                            help="On a store that already holds kernels, with 2+ passes or "
+                                                 "--confirm: also measure again stored kernels, this share "
+                                                 "of the new items (or of each --adaptive round), among the "
+                                                 "new ones, so host-speed drift is measured against the "
+                                                 "store and the campaign joins its scale (default 0.25: "
+                                                 "about a quarter more measurements; 0 for none)."),
     json_out: bool = typer.Option(False, "--json", help="JSON summary for scripting."),
     types: Optional[str] = typer.Option(None, "--types",
                                         help="Only these kernel types (comma-separated) for --suite and --adaptive."),
@@ -236,13 +280,19 @@ def profile_command(
     adaptive_size: Optional[int] = typer.Option(None, "--adaptive-size", min=1, metavar="N",
                                                 help="New kernels per adaptive round "
                                                      "(default: 10 % of the stored kernel rows)."),
-    anchors: Optional[float] = typer.Option(None, "--anchors", min=0.0, metavar="SHARE",
-                                            help="With --adaptive and --passes/--confirm: also measure again this "
-                                                 "share of each round's size of stored kernels, among the new "
-                                                 "ones, so host-speed drift is measured against the store "
-                                                 "(default 0.25; 0 for none)."),
+    engine: str = typer.Option("threads", "--engine",
+                               help="With --all: 'threads' (default, this process) or 'ray' (one Ray task "
+                                    "per device, each device a Ray resource; needs pip install 'hwlat[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address",
+                                          help="With --engine ray: an existing Ray cluster ('auto', "
+                                               "'HOST:6379' or 'ray://HOST:10001'); default: a local one."),
 ) -> None:
-    """Profile a device: a folder of models, a kernel suite, subnets of a space and/or the zoo.
+    """Profile a device: a folder of models, a kernel suite, subnets of a space, the zoo and/or the corpus.
+
+    By default items are measured in 2 passes, and again up to 4 passes where their floors differ
+    by over 3 % (the quickstart's protocol, about 2.2 single passes); on a store that holds kernels,
+    a quarter as many stored kernels are re-measured among the new ones (anchors, half a pass more).
+    --passes 1: one pass, neither.
 
     Resumable: rows already stored are skipped, so after Ctrl-C, a killed agent or a
     dropped connection the same command continues where it stopped.
@@ -251,19 +301,36 @@ def profile_command(
     rows are tagged extra={"source": "adaptive", "round": r, "seed": SEED}.
     The same command with the same --seed re-plans the same kernels.
     """
-    if not (models or suite or space or zoo or adaptive):
+    if not (models or suite or space or zoo or corpus or adaptive):
         raise ConfigError("nothing to profile: give --models DIR, --suite quick|standard|full, --space NAME, "
-                          "--zoo or --adaptive ROUNDS")
+                          "--zoo, --corpus FAMILIES or --adaptive ROUNDS")
     kernel_types = _parse_types(types)
     measure = {"max_time_s": max_time}
     if space_kernels and not space:
         raise ConfigError("--space-kernels needs --space NAME (the subnets whose kernels to measure)")
-    if model_kernels and not (models or zoo):
-        raise ConfigError("--model-kernels needs --models DIR or --zoo (the models whose kernels to measure)")
-    if anchors is not None and not adaptive:
-        raise ConfigError("--anchors goes with --adaptive ROUNDS (stored kernels measured again beside new ones)")
+    if model_kernels and not (models or zoo or corpus):
+        raise ConfigError("--model-kernels needs --models DIR or --zoo or --corpus FAMILIES (the models "
+                          "whose kernels to measure)")
+    # One short pass lands in whatever speed state a shared host is in; the quickstart's protocol
+    # (2 passes, floors confirmed within 3 %, at most 4 passes) is the default unless asked for less.
+    if confirm is None and passes >= 2:
+        confirm = 0.03
+    elif confirm == 0:
+        confirm = None
+    if max_passes is None and confirm is not None:
+        max_passes = max(4, passes)
+    in_passes = passes > 1 or confirm is not None
+    if anchors and not in_passes:
+        raise ConfigError("--anchors needs --passes 2 or more (or --confirm): host drift is told from items "
+                          "measured several times")
     if all_devices and adaptive:
         raise ConfigError("--adaptive runs on one device at a time; give a device name instead of --all")
+    if engine not in ("threads", "ray"):
+        raise ConfigError(f"--engine {engine!r}: use threads or ray")
+    if (engine == "ray" or address) and not all_devices:
+        raise ConfigError("--engine ray and --address run a fleet: add --all (one device runs in this process)")
+    if address and engine != "ray":
+        raise ConfigError("--address is the Ray cluster of --engine ray; add --engine ray")
     if all_devices:
         devs = [d for d in load_devices().values() if not d.builtin]
         if not devs:
@@ -273,17 +340,36 @@ def profile_command(
         def one(dev: Device) -> dict:
             try:
                 items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types,
-                                   space_kernels=space_kernels, model_kernels=model_kernels)
-                summary = profile(dev, items, force=force, measure=measure)
+                                   space_kernels=space_kernels, model_kernels=model_kernels, corpus=corpus)
+                if in_passes:
+                    from hwlat.profiling.passes import profile_passes
+
+                    runs = profile_passes(dev, items, passes=passes, seed=seed, confirm=confirm,
+                                          max_passes=max_passes,
+                                          runner=lambda d, its, st, f: profile(d, its, st, force=force or f,
+                                                                               measure=measure))
+                    # one summary for the table: the passes' measurements, failures (once each), error
+                    summary = RunSummary(device=dev.name, run_id=runs[0].run_id, planned=runs[0].planned,
+                                         skipped=runs[0].skipped, measured=sum(r.measured for r in runs),
+                                         failed=list(dict(f for r in runs for f in r.failed).items()),
+                                         error=next((r.error for r in runs if r.error), None))
+                else:
+                    summary = profile(dev, items, force=force, measure=measure)
                 if not summary.error:
                     _record_kernels(items, dev.runtime, summary.failed)
                 return summary.to_dict()
             except HwlatError as e:  # one device failing must not stop the others
                 return {"device": dev.name, "error": str(e), "measured": 0, "failed": []}
 
-        with ThreadPoolExecutor(max_workers=min(8, len(devs))) as ex:
-            for dev, res in zip(devs, ex.map(one, devs)):
+        if engine == "ray":
+            from hwlat.profiling.fleet_ray import profile_fleet
+
+            for dev, res in zip(devs, profile_fleet(devs, one, address=address)):
                 results[dev.name] = res
+        else:
+            with ThreadPoolExecutor(max_workers=min(8, len(devs))) as ex:
+                for dev, res in zip(devs, ex.map(one, devs)):
+                    results[dev.name] = res
         if json_out:
             print_json(list(results.values()))
         else:
@@ -300,13 +386,20 @@ def profile_command(
     dev = get_device(name)
     out: dict = {"device": dev.name}
     failed = False
-    if models or suite or space or zoo:
+    if models or suite or space or zoo or corpus:
         items = _items_for(dev, models, suite, space, samples, zoo, seed, kernel_types,
-                           space_kernels=space_kernels, model_kernels=model_kernels)
-        if passes > 1 or confirm is not None:
-            from hwlat.profiling.passes import profile_passes
+                           space_kernels=space_kernels, model_kernels=model_kernels, corpus=corpus)
+        if in_passes:
+            from hwlat.profiling.passes import ANCHOR_SHARE, profile_passes, store_anchors
 
-            runs = profile_passes(dev, items, passes=passes, seed=seed, confirm=confirm, max_passes=max_passes,
+            store = ProfileStore(dev.name)
+            share = ANCHOR_SHARE if anchors is None else anchors
+            ride = store_anchors(dev, items, store, share=share, seed=seed)
+            if ride and not json_out:
+                err_console.print(f"{len(ride)} stored kernels measured again among the new items (anchors), "
+                                  "so this campaign's host speed is tied to the store's")
+            runs = profile_passes(dev, items, store, passes=passes, seed=seed, confirm=confirm,
+                                  max_passes=max_passes, anchors=ride,
                                   runner=lambda d, its, st, f: run_profile(d, its, force or f, json_out, measure,
                                                                            store=st))
             summary = runs[-1]
