@@ -53,6 +53,12 @@ def test_mlp_fits_real_latencies(nb201) -> None:
     assert r["spearman"] > 0.95 and r["acc10"] > 0.7, r
     assert np.all(low <= mean) and np.all(mean <= high) and np.any(high > low)
     assert all(1 <= e <= 150 for e in model.epochs_)
+    # far outside the training data the members are bounded: finite, within Z_MAX label SDs
+    from hwlat.predictors.mlp import Z_MAX
+
+    far = model.predict(np.full((2, X.shape[1]), 1e6), return_interval=True)
+    assert all(np.all(np.isfinite(v)) for v in far)
+    assert np.all(np.abs(np.log(far[0]) - model.y_mean_) <= Z_MAX * model.y_std_ + 1e-9)
 
 
 def test_bad_inputs_are_refused() -> None:

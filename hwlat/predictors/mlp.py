@@ -63,6 +63,10 @@ def _net(n_in: int, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+#: bound of a member's output, in standard deviations of the training labels (log space)
+Z_MAX = 8.0
+
+
 class MLPRegressor:
     """Ensemble of ``n_models`` MLPs regressing log-latency."""
 
@@ -201,7 +205,11 @@ class MLPRegressor:
         with torch.no_grad(), _one_thread():
             outs = [net(Xs[self._member_bins(m)]).squeeze(1).numpy().astype(np.float64)
                     for m, net in enumerate(self._nets)]
-        return np.stack(outs) * self.y_std_ + self.y_mean_
+        # Far outside its training data a member can extrapolate to exp() overflow (seen on a Swin
+        # network's kernels held out of training): inf would poison every sum it enters. Bound each
+        # member at Z_MAX standard deviations of the training labels; such inputs are flagged
+        # out of range and their intervals widened anyway.
+        return np.clip(np.stack(outs), -Z_MAX, Z_MAX) * self.y_std_ + self.y_mean_
 
     def predict(self, X: np.ndarray, return_interval: bool = False
                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
