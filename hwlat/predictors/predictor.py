@@ -205,9 +205,10 @@ class Predictor:
         stage_oor = self.overhead_for(space).out_of_range(float(m.sum()), len(ks))
         oor = sorted({o for r in rows for o in r[4]}) + stage_oor
         pooled = sorted({k.type for k, r in zip(ks, rows, strict=True) if r[3] == "_pooled"})
-        novel = np.array([bool(r[4]) or r[3] == "_pooled" for r in rows], dtype=bool)
-        low, high = widen_for_novelty(lat, low, high, float(m[novel].sum() / m.sum()) if m.sum() > 0 else 0.0,
-                                      bool(stage_oor))
+        if space is None:  # a space's archs keep the interval the Oracle's lookup tables reproduce
+            novel = np.array([bool(r[4]) or r[3] == "_pooled" for r in rows], dtype=bool)
+            low, high = widen_for_novelty(lat, low, high, float(m[novel].sum() / m.sum()) if m.sum() > 0 else 0.0,
+                                          bool(stage_oor))
         return lat, low, high, breakdown, oor, pooled
 
     def _combine(self, ks: Sequence[Kernel], m: np.ndarray, lo: np.ndarray, hi: np.ndarray,
