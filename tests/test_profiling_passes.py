@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from hwlat.devices import get_device
 from hwlat.kernels.export import export_kernel
@@ -189,6 +190,10 @@ def _slowdown_recovered(rows: pd.DataFrame, second: set[str]) -> float:
     return float(np.expm1(step(drift, slowed) - step(own, rows)))
 
 
+# Needs a host that stays in one speed state for the minute the two campaigns take: on the 2-vCPU
+# VM it failed 2 of 4 runs (a 20-s bin really ran 7 % slow, and the fit rightly said so), so it is
+# not part of the default run.
+@pytest.mark.slow
 def test_two_campaigns_on_a_steady_host_fit_no_drift_and_a_known_slowdown_is_recovered(
         tmp_path: Path) -> None:
     """Issue 31: on a real store of two campaigns every fitted factor is within ±1.5 % (a fit once
