@@ -182,3 +182,16 @@ def load_predictor(directory: str | Path, expected_device: str | None = None) ->
                              f"{', '.join(sorted(kinds))}); retrain with `hwlat train {meta['device']}`")
     model = kinds[meta["kind"]]().load(d)
     return PredictorArtifact(model=model, meta=meta, range_check=RangeCheck.from_dict(meta["feature_range"]))
+
+
+def swap_in(tmp: Path, d: Path) -> None:
+    """Replace directory ``d`` by the fully written ``tmp``: a reader sees the old predictor or the
+    new one, never half of either (the old one waits as ``<d>.old`` until the rename)."""
+    old = d.with_name(d.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if d.exists():
+        d.rename(old)
+    tmp.rename(d)
+    if old.exists():
+        shutil.rmtree(old)

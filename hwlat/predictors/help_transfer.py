@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 
 from hwlat.errors import ConfigError, PredictorError
-from hwlat.predictors.artifacts import PredictorArtifact, library_versions, load_predictor, save_predictor
+from hwlat.predictors.artifacts import (
+    PredictorArtifact,
+    library_versions,
+    load_predictor,
+    save_predictor,
+    swap_in,
+)
 from hwlat.predictors.help_data import SPACES, arch_features, load_help
 from hwlat.predictors.predictor import MANIFEST, PREDICTOR_SCHEMA_VERSION, Prediction, predictor_dir
 from hwlat.predictors.transfer import TransferRegressor, transfer_features
@@ -224,14 +230,7 @@ def fit_help(target: str, hs: HelpSources, space: str, *, root: str | Path | Non
                    fingerprint_id=fid, metrics={"cv": cv}, extra={"level": "transfer", "help": manifest["help"]})
     (tmp / SOURCES_FILE).write_text(json.dumps(hs.to_dict()))
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default))
-    old = d.with_name(d.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if d.exists():
-        d.rename(old)
-    tmp.rename(d)
-    if old.exists():
-        shutil.rmtree(old)
+    swap_in(tmp, d)
     per_source = {}
     for j, n in enumerate(hs.names[:len(hs.devices)]):
         per_source[n] = _clean(_report(y, S[:, j]))

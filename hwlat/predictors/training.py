@@ -27,7 +27,7 @@ from hwlat.decompose import DECOMPOSITION_VERSION
 from hwlat.decompose.records import read_kernel_list, records_dir, write_kernel_list
 from hwlat.errors import HwlatError, PredictorError, StoreError
 from hwlat.kernels.base import Kernel, names
-from hwlat.predictors.artifacts import PredictorArtifact, library_versions, save_predictor
+from hwlat.predictors.artifacts import PredictorArtifact, library_versions, save_predictor, swap_in
 from hwlat.predictors.features import FEATURE_VERSION, kernels_from_rows, model_feature_names
 from hwlat.predictors.kernel_models import (
     POOLED,
@@ -495,14 +495,7 @@ def _save(d: Path, pred: Predictor, manifest: dict[str, Any], train_keys: dict[s
         sm.save(tmp / "subnet" / sp, pred.device, fid, metrics={"holdout": per_space.get(sp, {})})
     (tmp / TRAIN_KEYS).write_text(json.dumps(train_keys))
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default))
-    old = d.with_name(d.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if d.exists():
-        d.rename(old)
-    tmp.rename(d)
-    if old.exists():
-        shutil.rmtree(old)
+    swap_in(tmp, d)
 
 
 def _json_default(o: Any) -> Any:

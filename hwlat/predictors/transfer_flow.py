@@ -27,7 +27,13 @@ import numpy as np
 
 from hwlat.errors import PredictorError
 from hwlat.kernels.base import Kernel
-from hwlat.predictors.artifacts import PredictorArtifact, library_versions, load_predictor, save_predictor
+from hwlat.predictors.artifacts import (
+    PredictorArtifact,
+    library_versions,
+    load_predictor,
+    save_predictor,
+    swap_in,
+)
 from hwlat.predictors.features import model_feature_names, model_features
 from hwlat.predictors.predictor import (
     MANIFEST,
@@ -241,14 +247,7 @@ def fit_and_save(target: str, sources: Sequence[Predictor], *, root: str | Path 
                    fingerprint_id=fid, metrics={"cv": cv}, extra={"level": "transfer", "source_devices": names})
     (tmp / "train_keys.json").write_text(json.dumps({"kernels": [], "models": md.item_keys}))
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default))
-    old = d.with_name(d.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if d.exists():
-        d.rename(old)
-    tmp.rename(d)
-    if old.exists():
-        shutil.rmtree(old)
+    swap_in(tmp, d)
     art = PredictorArtifact(est, {"kind": "transfer", "feature_names": fn}, RangeCheck(fn).fit(X))
     pred = MultiTransferPredictor(target, manifest, list(sources), art, d)
     return TransferFit(pred, d, cv, per_source, int(len(y)), list(md.skipped))
