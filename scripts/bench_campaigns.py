@@ -101,6 +101,9 @@ def main() -> None:
               f"target {scores['target']}  drift trusted {scores['drift_trusted']}", flush=True)
         for w in res["warnings"] + scores["warnings"]:
             print(f"  {w}")
+        # Written after every step: a run of over an hour that dies late still leaves its figures.
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"device": dev, "quick": args.quick, "steps": results}, indent=1))
     drops = []
     for a, b in zip(results, results[1:]):
         for key in ("kernels_acc10", "models_acc10"):
