@@ -94,3 +94,60 @@ def test_novelty_widening_grows_with_the_share_of_unseen_time() -> None:
     lo, hi = widen_for_novelty(10.0, 10.0, 10.0, 0.0, True)
     assert np.log(hi / 10.0) == pytest.approx(NOVEL_STAGE_LOG_HW)
     assert np.log(10.0 / lo) == pytest.approx(NOVEL_STAGE_LOG_HW)
+
+
+def _context_data(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Six families whose networks differ from their kernel sum the way the corpus did on ``local``:
+    −6 µs per kernel, +50 µs per MB of weights beyond 4 MB, −30 µs per MB of spatial activations."""
+    n = 60
+    S = rng.uniform(1.0, 20.0, n)
+    N = rng.integers(20, 160, n).astype(float)
+    C = np.c_[rng.uniform(1.0, 50.0, n), rng.uniform(0.0, 40.0, n)]
+    y = (S - 0.006 * N + 0.05 * np.maximum(C[:, 0] - 4.0, 0) - 0.03 * C[:, 1]) * rng.normal(1.0, 0.01, n)
+    keep = y > 0.3 * S
+    fams = [f"fam{i % 6}" for i in range(int(keep.sum()))]
+    return S[keep], N[keep], C[keep], y[keep], fams
+
+
+def test_context_overhead_is_chosen_where_weights_and_activations_explain_the_gap() -> None:
+    S, N, C, y, fams = _context_data(np.random.default_rng(4))
+    st = fit_stage(S, N, np.c_[np.log(S)], y, fams, [None] * len(y), C=C, residual=False)
+    assert st.report["chosen"].startswith("context@"), st.report
+    ov = st.overhead
+    assert ov.has_context and ov.cache_mb == pytest.approx(4.0)
+    assert ov.d_w == pytest.approx(0.05, rel=0.15) and ov.d_a == pytest.approx(-0.03, rel=0.15)
+    rel = ov.predict(S, N, C) / y - 1
+    assert np.mean(np.abs(rel) <= 0.05) > 0.9
+    # without its context an overhead fit that has one must not answer
+    with pytest.raises(ValueError, match="context"):
+        ov.predict(S, N)
+    # and it survives the manifest
+    from hwlat.predictors.kernel_models import OverheadModel
+
+    back = OverheadModel.from_dict(json.loads(json.dumps(ov.to_dict())))
+    assert np.allclose(back.predict(S, N, C), ov.predict(S, N, C))
+
+
+def test_context_overhead_is_not_kept_where_it_does_not_help() -> None:
+    rng = np.random.default_rng(5)
+    S = rng.uniform(0.5, 20.0, 40)
+    N = rng.integers(5, 120, 40).astype(float)
+    C = np.c_[rng.uniform(1.0, 50.0, 40), rng.uniform(0.0, 40.0, 40)]
+    y = S * rng.normal(1.0, 0.02, 40)  # the plain sum is right; the context is noise
+    st = fit_stage(S, N, np.c_[np.log(S)], y, [f"f{i % 5}" for i in range(40)], [None] * 40, C=C, residual=False)
+    assert st.report["chosen"] == "plain", st.report
+    assert not st.overhead.has_context
+
+
+def test_context_features_of_real_kernels() -> None:
+    from hwlat.kernels.base import get
+    from hwlat.predictors.features import context_features
+
+    conv = get("conv_bn_act").make(h=56, w=56, cin=64, cout=64, k=3, s=1, groups=1, act="relu", residual=0)
+    lin = get("linear").make(m=16, cin=512, cout=1024, act="none")
+    w_conv, a_conv = context_features([conv])
+    w_lin, a_lin = context_features([lin])
+    assert w_conv == pytest.approx(64 * 64 * 9 * 4 / 1e6, rel=0.05)  # float32 weights (+ bias)
+    assert a_conv == pytest.approx(2 * 64 * 56 * 56 * 4 / 1e6, rel=0.05)  # input read + output written
+    assert w_lin == pytest.approx(512 * 1024 * 4 / 1e6, rel=0.05) and a_lin == 0.0  # tokens: not spatial
+    assert np.allclose(context_features([conv, lin]), [w_conv + w_lin, a_conv])

@@ -98,7 +98,9 @@ class PredictorModel:
         self.residual = residual
         # the residual applies only where the general overhead does (not to a space with its own fit)
         has_res = getattr(predictor, "residual", None) is not None and self._overhead() is predictor.overhead
-        self.additive = (not has_res or not residual) and self.kind != "transfer"
+        # context terms (weights beyond a cache size) are not a function of the additive aggregates
+        has_ctx = bool(getattr(self._overhead(), "has_context", False))
+        self.additive = (not has_res or not residual) and not has_ctx and self.kind != "transfer"
         self.runtime = str(getattr(predictor, "runtime", "onnxruntime"))
 
     def _overhead(self) -> Any:

@@ -273,6 +273,31 @@ def model_features(kernels: Sequence[Kernel], kernel_ms: np.ndarray, types: Sequ
     return np.asarray(head + [n_t[t] for t in types] + [s_t[t] / max(total, 1e-12) for t in types])
 
 
+#: kernel types a runtime typically runs in a blocked spatial layout (ONNX Runtime's NCHWc convs and
+#: pools): measured alone, each converts its input and output; inside a network the layout carries over
+SPATIAL_TYPES = frozenset({"conv2d", "conv_bn_act", "dwconv", "mbconv", "pool", "global_pool", "se", "patch_embed"})
+
+
+def context_features(kernels: Sequence[Kernel]) -> np.ndarray:
+    """What a network's kernels cost together but not alone: ``[weight MB, spatial activation MB]``.
+
+    Weights (float32 bytes of all parameters): a kernel timed alone reads its weights from cache on
+    every run after the first; in a network whose weights exceed the cache they come from memory.
+    Spatial activations (bytes read and written by :data:`SPATIAL_TYPES` kernels, weights excluded):
+    a kernel timed alone pays layout conversions and an output copy on them that a network does not.
+    Measured on the 51-network corpus on ``local``: Σ kernels alone / whole network ranged 0.72
+    (LeViT: weight-bound linears) to 1.47 (MobileNetV2: activation-bound convs); docs/generalization.md.
+    """
+    w = a = 0.0
+    for k in kernels:
+        d = describe(k)
+        wb = 4.0 * float(d["params"])
+        w += wb
+        if k.type in SPATIAL_TYPES:
+            a += max(float(d["bytes_read"]) + float(d["bytes_written"]) - wb, 0.0)
+    return np.array([w / 1e6, a / 1e6])
+
+
 # ---- subnets ------------------------------------------------------------------------------------
 
 def subnet_features(space: Any, archs: Sequence[Any]) -> np.ndarray:

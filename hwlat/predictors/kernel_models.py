@@ -19,6 +19,7 @@ from hwlat.errors import PredictorError
 from hwlat.kernels.base import Kernel, names
 from hwlat.predictors.artifacts import PredictorArtifact, load_predictor, save_predictor
 from hwlat.predictors.features import (
+    context_features,
     feature_matrix,
     kernel_feature_dict,
     kernel_feature_names,
@@ -266,7 +267,8 @@ class KernelLevelModel:
 # ---- whole-model overhead ----------------------------------------------------------------------
 
 class OverheadModel:
-    """``measured ≈ a·Σkernels + b·n_kernels + c`` fitted robustly on relative error, with ``c ≥ 0``.
+    """``measured ≈ a·Σkernels + b·n_kernels + c`` fitted robustly on relative error, with ``c ≥ 0``;
+    with context terms also ``+ d_w·max(W − cache_mb, 0) + d_a·A`` (see :meth:`fit`).
 
     With fewer than 8 models only the scale ``a`` is fitted (median ratio). ``q_lo``/``q_hi``
     are the 5 %/95 % quantiles of the log residuals of the fit (the whole-model error the kernel
@@ -280,12 +282,25 @@ class OverheadModel:
 
     def __init__(self) -> None:
         self.a, self.b, self.c = 1.0, 0.0, 0.0
+        #: context terms: ms per MB of weights beyond ``cache_mb``, ms per MB of spatial activations
+        self.d_w, self.d_a, self.cache_mb = 0.0, 0.0, 0.0
         self.q_lo, self.q_hi = 0.0, 0.0
         self.n = 0
         self.s_range: tuple[float, float] | None = None
         self.n_range: tuple[int, int] | None = None
 
-    def fit(self, sum_ms: np.ndarray, n_kernels: np.ndarray, measured: np.ndarray) -> OverheadModel:
+    @property
+    def has_context(self) -> bool:
+        """True when predictions need the models' context features (weights, spatial activations)."""
+        return self.d_w != 0.0 or self.d_a != 0.0
+
+    def fit(self, sum_ms: np.ndarray, n_kernels: np.ndarray, measured: np.ndarray,
+            ctx: np.ndarray | None = None, cache_mb: float = 0.0) -> OverheadModel:
+        """Fit on whole models. ``ctx`` (n × 2: weight MB, spatial activation MB, from
+        :func:`~hwlat.predictors.features.context_features`) adds the two context terms: weights that
+        no longer sit in cache when the network runs (``d_w ≥ 0`` per MB beyond ``cache_mb``), and the
+        per-kernel layout conversions and output copies a kernel measured alone pays on its
+        activations but a network does not (``d_a``, usually negative)."""
         S = np.asarray(sum_ms, dtype=np.float64)
         N = np.asarray(n_kernels, dtype=np.float64)
         y = np.asarray(measured, dtype=np.float64)
@@ -294,25 +309,37 @@ class OverheadModel:
             return self
         self.s_range = (float(S.min()), float(S.max()))
         self.n_range = (int(N.min()), int(N.max()))
+        use_ctx = ctx is not None and self.n >= 12
         if self.n < 8:
             self.a, self.b, self.c = float(np.median(y / S)), 0.0, 0.0
         else:
             from scipy.optimize import least_squares
 
-            def resid(p: np.ndarray) -> np.ndarray:
-                return (p[0] * S + p[1] * N + p[2]) / y - 1.0
+            Wx, A = (_context_cols(ctx, cache_mb) if use_ctx else (np.zeros_like(S), np.zeros_like(S)))
 
-            x0 = np.array([float(np.median(y / S)), 0.0, 1e-9])
+            def resid(p: np.ndarray) -> np.ndarray:
+                return (p[0] * S + p[1] * N + p[2] + p[3] * Wx + p[4] * A) / y - 1.0
+
+            x0 = np.array([float(np.median(y / S)), 0.0, 1e-9, 0.0, 0.0])
+            hi_ctx = np.inf if use_ctx else 1e-12
             sol = least_squares(resid, x0, loss="soft_l1", f_scale=0.05,
-                                bounds=([1e-6, -np.inf, 0.0], [np.inf, np.inf, np.inf]))
-            self.a, self.b, self.c = (float(v) for v in sol.x)
-        r = np.log(y / self.predict(S, N))
+                                bounds=([1e-6, -np.inf, 0.0, 0.0, -hi_ctx], [np.inf, np.inf, np.inf, hi_ctx, hi_ctx]))
+            self.a, self.b, self.c = (float(v) for v in sol.x[:3])
+            if use_ctx:
+                self.d_w, self.d_a, self.cache_mb = float(sol.x[3]), float(sol.x[4]), float(cache_mb)
+        r = np.log(y / self.predict(S, N, ctx if self.has_context else None))
         self.q_lo, self.q_hi = (float(v) for v in np.quantile(r, [0.05, 0.95]))
         return self
 
-    def predict(self, sum_ms: np.ndarray, n_kernels: np.ndarray) -> np.ndarray:
+    def predict(self, sum_ms: np.ndarray, n_kernels: np.ndarray, ctx: np.ndarray | None = None) -> np.ndarray:
+        """Whole-model latency from kernel sums and counts (and ``ctx`` when :attr:`has_context`)."""
         S = np.asarray(sum_ms, dtype=np.float64)
         out = self.a * S + self.b * np.asarray(n_kernels, dtype=np.float64) + self.c
+        if self.has_context:
+            if ctx is None:
+                raise ValueError("this overhead fit has context terms: pass the models' context features")
+            Wx, A = _context_cols(ctx, self.cache_mb)
+            out = out + self.d_w * Wx + self.d_a * A
         # An affine fit can go non-positive far outside its data; never below a tenth of the sum.
         return np.maximum(out, 0.1 * S)
 
@@ -330,7 +357,8 @@ class OverheadModel:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "c": self.c, "q_lo": self.q_lo, "q_hi": self.q_hi, "n": self.n,
+        return {"a": self.a, "b": self.b, "c": self.c, "d_w": self.d_w, "d_a": self.d_a, "cache_mb": self.cache_mb,
+                "q_lo": self.q_lo, "q_hi": self.q_hi, "n": self.n,
                 "s_range": list(self.s_range) if self.s_range else None,
                 "n_range": list(self.n_range) if self.n_range else None}
 
@@ -338,12 +366,23 @@ class OverheadModel:
     def from_dict(cls, d: dict[str, Any]) -> OverheadModel:
         m = cls()
         m.a, m.b, m.c = float(d["a"]), float(d["b"]), float(d["c"])
+        m.d_w, m.d_a, m.cache_mb = (float(d.get(k, 0.0)) for k in ("d_w", "d_a", "cache_mb"))
         m.q_lo, m.q_hi, m.n = float(d["q_lo"]), float(d["q_hi"]), int(d["n"])
         if d.get("s_range"):
             m.s_range = (float(d["s_range"][0]), float(d["s_range"][1]))
         if d.get("n_range"):
             m.n_range = (int(d["n_range"][0]), int(d["n_range"][1]))
         return m
+
+
+def _context_cols(ctx: np.ndarray, cache_mb: float) -> tuple[np.ndarray, np.ndarray]:
+    c = np.atleast_2d(np.asarray(ctx, dtype=np.float64))
+    return np.maximum(c[:, 0] - cache_mb, 0.0), c[:, 1]
+
+
+def context_matrix(kernel_lists: Sequence[Sequence[Kernel]]) -> np.ndarray:
+    """Context features (weight MB, spatial activation MB) of several models, one row each."""
+    return np.array([context_features(ks) for ks in kernel_lists]).reshape(len(kernel_lists), 2)
 
 
 def whole_model_parts(kernel_lists: Sequence[Sequence[Kernel]], kernel_ms: Sequence[np.ndarray],

@@ -25,7 +25,7 @@ from hwlat.errors import ModelFileError, PredictorError
 from hwlat.kernels.base import Kernel
 from hwlat.paths import profiles_root
 from hwlat.predictors.artifacts import PredictorArtifact, load_predictor
-from hwlat.predictors.features import FEATURE_VERSION, as_kernel, model_features
+from hwlat.predictors.features import FEATURE_VERSION, as_kernel, context_features, model_features
 from hwlat.predictors.kernel_models import KernelLevelModel, OverheadModel
 from hwlat.predictors.subnet import SubnetModel
 from hwlat.predictors.whole_model import widen_for_novelty
@@ -225,7 +225,8 @@ class Predictor:
         hw_lo = _quad(*(m - lo))
         hw_hi = _quad(*(hi - m))
         ov = self.overhead_for(space)
-        base = float(ov.predict(np.array([S]), np.array([n]))[0])
+        ctx = context_features(ks)[None, :] if ov.has_context else None
+        base = float(ov.predict(np.array([S]), np.array([n]), ctx)[0])
         k_lo = math.log(S / max(S - hw_lo, 1e-3 * S))
         k_hi = math.log((S + hw_hi) / S)
         lat = base

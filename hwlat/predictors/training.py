@@ -33,6 +33,7 @@ from hwlat.predictors.kernel_models import (
     POOLED,
     KernelLevelModel,
     OverheadModel,
+    context_matrix,
     whole_model_parts,
 )
 from hwlat.predictors.predictor import MANIFEST, PREDICTOR_SCHEMA_VERSION, Predictor, predictor_dir
@@ -379,8 +380,9 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
             progress("whole-model stage", 0, 1)
         kms = [pred.predict_kernels(ks, return_interval=False) for ks in mtrain.kernels]
         S, N, F = whole_model_parts(mtrain.kernels, kms, types)
+        C = context_matrix(mtrain.kernels)
         fams = [model_family(n, s, a) for n, s, a in zip(mtrain.names, mtrain.spaces, mtrain.archs, strict=True)]
-        stage = fit_stage(S, N, F, mtrain.y, fams, mtrain.spaces, residual=residual, seed=seed)
+        stage = fit_stage(S, N, F, mtrain.y, fams, mtrain.spaces, C=C, residual=residual, seed=seed)
         pred.overhead, pred.space_overhead = stage.overhead, stage.space_overhead
         manifest["whole_model_stage"] = stage.report
         manifest["residual"] = {"kept": stage.residual is not None, "check": stage.report}
@@ -392,7 +394,7 @@ def train(device: str, kind: str = "gbdt", *, root: str | Path | None = None, ho
                          f"(held-out-family ±10 %: " + ", ".join(f"{k} {v:.0%}" for k, v in w.items()) +
                          f"; {stage.report['families']} families)")
         if stage.residual is not None:
-            res_X, res_y = F, mtrain.y / pred.overhead.predict(S, N)
+            res_X, res_y = F, mtrain.y / pred.overhead.predict(S, N, C)
             fn = model_feature_names(types)
             pred.residual = PredictorArtifact(stage.residual, {"kind": stage.residual.kind, "feature_names": fn},
                                               RangeCheck(fn).fit(res_X))

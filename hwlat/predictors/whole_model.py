@@ -8,9 +8,12 @@ measured alone summed to 0.86-1.03 of the whole model. So the stage is split:
 - **per space**: the subnets of a space with enough measured subnets get an overhead of their own,
   used only for archs of that space (in distribution by construction);
 - **everything else** (a user's ONNX file, a timm model, a zoo model): the plain kernel sum, the
-  affine overhead, or either times the residual GBDT on model aggregates, whichever has the lowest
-  error in *leave-one-family-out* cross-validation over the measured whole models. With fewer than
-  :data:`MIN_FAMILIES` families that question has no answer and the plain kernel sum is used.
+  affine overhead, the *context* overhead (affine plus weights beyond a cache size and spatial
+  activation bytes, the two effects a kernel timed alone does not see; the cache size picked from
+  :data:`CACHE_GRID_MB`), or the best of these times the residual GBDT on model aggregates,
+  whichever has the lowest error in *leave-one-family-out* cross-validation over the measured whole
+  models. With fewer than :data:`MIN_FAMILIES` families that question has no answer and the plain
+  kernel sum is used.
 
 The interval of a foreign model takes its spread from the same leave-one-family-out errors, so it
 says what such predictions actually miss by.
@@ -90,9 +93,17 @@ def _plain(S: np.ndarray, N: np.ndarray, y: np.ndarray) -> OverheadModel:
     return ov
 
 
-def _fit(mode: str, S: np.ndarray, N: np.ndarray, y: np.ndarray) -> OverheadModel:
-    return _plain(S, N, y) if mode == "plain" else OverheadModel().fit(S, N, y)
+def _fit(mode: str, S: np.ndarray, N: np.ndarray, y: np.ndarray, C: np.ndarray | None = None) -> OverheadModel:
+    if mode == "plain":
+        return _plain(S, N, y)
+    if mode.startswith("context@"):
+        return OverheadModel().fit(S, N, y, ctx=C, cache_mb=float(mode.split("@")[1]))
+    return OverheadModel().fit(S, N, y)
 
+
+#: cache sizes (MB) tried for the context overhead's weight term; the one with the lowest
+#: held-out-family error is kept (on ``local``, 2 MB of L2 and 32 MB of L3: 4 MB won)
+CACHE_GRID_MB = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 #: at most this many folds of whole families (each fold refits the residual GBDT)
 MAX_FOLDS = 8
@@ -125,11 +136,14 @@ class WholeModelStage:
 
 
 def fit_stage(S: np.ndarray, N: np.ndarray, F: np.ndarray, y: np.ndarray, families: Sequence[str],
-              spaces: Sequence[str | None], *, residual: bool = True, seed: int = 0) -> WholeModelStage:
+              spaces: Sequence[str | None], *, C: np.ndarray | None = None, residual: bool = True,
+              seed: int = 0) -> WholeModelStage:
     """Choose and fit the whole-model stage from measured whole models (see the module docstring).
 
     ``S, N, F``: Σ predicted kernels, kernel count and model aggregates per model; ``y`` measured;
-    ``families`` from :func:`model_family`; ``spaces``: the search space of each subnet (else None).
+    ``families`` from :func:`model_family`; ``spaces``: the search space of each subnet (else None);
+    ``C``: context features per model (:func:`~hwlat.predictors.kernel_models.context_matrix`), which
+    make the context overhead a candidate.
     """
     S, N, y = (np.asarray(v, dtype=np.float64) for v in (S, N, y))
     groups = np.asarray(list(families), dtype=object)
@@ -151,12 +165,14 @@ def fit_stage(S: np.ndarray, N: np.ndarray, F: np.ndarray, y: np.ndarray, famili
                       "cannot be checked, so foreign models get the plain kernel sum")
         return WholeModelStage(ov, space_ov, None, report)
 
-    def base_of(ov: OverheadModel, idx: np.ndarray) -> np.ndarray:
-        return ov.predict(S[idx], N[idx])
+    Cm = None if C is None else np.asarray(C, dtype=np.float64).reshape(len(y), 2)
 
-    preds: dict[str, np.ndarray] = {}
-    for mode in ("plain", "affine"):
-        preds[mode] = _logo(groups, lambda tr, te, m=mode: base_of(_fit(m, S[tr], N[tr], y[tr]), te), len(y))
+    def base_of(ov: OverheadModel, idx: np.ndarray) -> np.ndarray:
+        return ov.predict(S[idx], N[idx], None if Cm is None else Cm[idx])
+
+    def fit_on(mode: str, tr: np.ndarray) -> OverheadModel:
+        return _fit(mode, S[tr], N[tr], y[tr], None if Cm is None else Cm[tr])
+
     # every family weighs the same: forty subnets of one space must not outvote three other networks
     _, inv, counts = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
     w = 1.0 / counts[inv]
@@ -165,11 +181,21 @@ def fit_stage(S: np.ndarray, N: np.ndarray, F: np.ndarray, y: np.ndarray, famili
     def mape_of(p: np.ndarray) -> float:
         return float(np.sum(w * np.abs(p / y - 1.0)))
 
+    preds: dict[str, np.ndarray] = {}
+    for mode in ("plain", "affine"):
+        preds[mode] = _logo(groups, lambda tr, te, m=mode: base_of(fit_on(m, tr), te), len(y))
+    if Cm is not None and len(y) >= 12:
+        # the cache size is one more choice made on held-out families; only the best one competes
+        ctx = {f"context@{c:g}": _logo(groups, lambda tr, te, m=f"context@{c:g}": base_of(fit_on(m, tr), te), len(y))
+               for c in CACHE_GRID_MB}
+        best_ctx = min(ctx, key=lambda k: mape_of(ctx[k]))
+        preds[best_ctx] = ctx[best_ctx]
+
     if residual and len(y) >= 20:  # the residual on top of the better base only: each fold refits a GBDT
         base_mode = min(preds, key=lambda k: mape_of(preds[k]))
 
         def with_res(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
-            ov = _fit(base_mode, S[tr], N[tr], y[tr])
+            ov = fit_on(base_mode, tr)
             res = fit_residual(F[tr], y[tr] / base_of(ov, tr), seed)
             return base_of(ov, te) * res.predict(F[te])
         preds[f"{base_mode}+residual"] = _logo(groups, with_res, len(y))
@@ -180,7 +206,7 @@ def fit_stage(S: np.ndarray, N: np.ndarray, F: np.ndarray, y: np.ndarray, famili
         best = "plain"
     report.update(chosen=best, logo_mape=mape, logo_within_10=within)
     mode = best.split("+")[0]
-    ov = _fit(mode, S, N, y)
+    ov = fit_on(mode, np.arange(len(y)))
     r = np.log(y / preds[best])  # spread of held-out-family errors, not of the in-sample fit
     ov.q_lo, ov.q_hi = (float(v) for v in np.quantile(r, [0.05, 0.95]))
     res = fit_residual(F, y / base_of(ov, np.arange(len(y))), seed) if best.endswith("+residual") else None
